@@ -1,0 +1,5 @@
+"""Run the command line: ``python -m pispeaker``."""
+
+from pispeaker.cli import main
+
+raise SystemExit(main())

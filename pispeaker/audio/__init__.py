@@ -1,0 +1,1 @@
+"""Audio formats, PCM helpers and (later) the capture/playback ports and adapters."""

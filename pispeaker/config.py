@@ -1,0 +1,339 @@
+"""Configuration: one TOML file parsed into frozen, typed, documented models.
+
+Contract: ``load_config`` returns a fully valid ``Config`` or raises ``ConfigError`` listing
+every problem at once, one ``section.key: message`` line each. A missing section or key takes
+its default, so an empty file means "all defaults". ``config/pispeaker.toml`` in the source
+tree lists every key with its default and is kept in step with these models by a test.
+"""
+
+import difflib
+import json
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+import annotated_types
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+
+from pispeaker.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/pispeaker/pispeaker.toml")
+
+
+def _optional_path(value: object) -> Path | None:
+    """Turn a TOML string into a path; "" means unset because TOML has no null."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, Path):
+        return value
+    if isinstance(value, str):
+        return Path(value)
+    raise ValueError('expected a file path string, or "" for none')
+
+
+OptionalPath = Annotated[Path | None, BeforeValidator(_optional_path)]
+
+
+class _Section(BaseModel):
+    """Base of every section: immutable, unknown keys rejected, no type coercion."""
+
+    # strict: TOML values are already typed, so "20" where an integer belongs is a mistake
+    # worth reporting rather than silently converting (an int is still accepted for a float).
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class LiveConfig(_Section):
+    """How to reach the Gemini Live API and how the conversation behaves."""
+
+    model: str = Field(
+        "gemini-2.5-flash-native-audio-preview-12-2025",
+        min_length=1,
+        description="Live model id, without the 'models/' prefix.",
+    )
+    api_version: Literal["v1", "v1beta", "v1alpha"] = Field(
+        "v1beta", description="API version path segment: 'v1', 'v1beta' or 'v1alpha'."
+    )
+    base_url: str = Field(
+        "https://generativelanguage.googleapis.com/",
+        description="API endpoint URL, http:// or https:// (point it at the emulator to test).",
+    )
+    ca_file: OptionalPath = Field(
+        None,
+        description='Extra PEM CA certificate to trust, e.g. the emulator\'s; "" for none.',
+    )
+    api_key_file: OptionalPath = Field(
+        None,
+        description='File holding only the API key; "" to use the credential or environment.',
+    )
+    voice: str = Field("Kore", min_length=1, description="Prebuilt voice name, e.g. 'Kore'.")
+    language: str = Field(
+        "", description="BCP-47 language code for speech, e.g. 'en-US'; \"\" lets the model choose."
+    )
+    system_instruction: str = Field(
+        "You are a friendly voice assistant on a smart speaker. "
+        "Answer briefly and conversationally.",
+        description="Instruction sent at the start of every session (plain text).",
+    )
+    start_of_speech_sensitivity: Literal["high", "low"] = Field(
+        "high", description="Server voice detection: how readily speech is deemed to start."
+    )
+    end_of_speech_sensitivity: Literal["high", "low"] = Field(
+        "high", description="Server voice detection: how readily speech is deemed to end."
+    )
+    prefix_padding_ms: int = Field(
+        20,
+        ge=0,
+        le=2000,
+        description="Speech needed before start of speech is committed, in ms (0 to 2000).",
+    )
+    silence_duration_ms: int = Field(
+        800,
+        ge=100,
+        le=5000,
+        description="Silence that ends the user's turn, in ms (100 to 5000).",
+    )
+    activity_handling: Literal["interrupt", "no_interruption"] = Field(
+        "interrupt",
+        description="Whether user speech interrupts the model's reply ('interrupt') or not.",
+    )
+    input_transcription: bool = Field(True, description="Ask for transcripts of the user.")
+    output_transcription: bool = Field(True, description="Ask for transcripts of the model.")
+    session_resumption: bool = Field(
+        True, description="Resume the session after the server closes the connection."
+    )
+    context_window_compression: bool = Field(
+        True, description="Let the server compress old context so sessions can run long."
+    )
+    uplink_chunk_ms: int = Field(
+        20, ge=10, le=100, description="Audio per uplink message, in ms of 16 kHz (10 to 100)."
+    )
+    connect_timeout_s: float = Field(
+        10.0, ge=1, le=120, description="Connection and setup timeout, in seconds (1 to 120)."
+    )
+    ping_interval_s: float = Field(
+        0.0,
+        ge=0,
+        le=600,
+        description="Websocket keepalive ping interval, in seconds (0 to 600); 0 disables "
+        "pings because the Live API's pongs can take 8 to 30 s.",
+    )
+    ping_timeout_s: float = Field(
+        60.0, ge=1, le=600, description="Time to wait for a pong, in seconds (1 to 600)."
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _model_without_prefix(cls, value: str) -> str:
+        """One spelling only, so logs and comparisons never disagree about the model."""
+        if value.startswith("models/"):
+            raise ValueError("give the model id without the 'models/' prefix")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// or http://")
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _language_looks_like_bcp47(cls, value: str) -> str:
+        """A shape check only; the server decides which languages it supports."""
+        parts = value.split("-")
+        if value and not (parts[0].isalpha() and 2 <= len(parts[0]) <= 3):
+            raise ValueError("must be a BCP-47 language code like 'en-US', or \"\"")
+        return value
+
+
+class AudioConfig(_Section):
+    """Which ALSA devices to record from and play to."""
+
+    capture_device: str = Field(
+        "default", min_length=1, description="ALSA PCM to record from, e.g. plughw:CARD=Device."
+    )
+    playback_device: str = Field(
+        "default", min_length=1, description="ALSA PCM to play to, e.g. plughw:CARD=Device."
+    )
+
+
+class LoggingConfig(_Section):
+    """What the daemon writes to its log (the journal under systemd)."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severe level logged: debug, info, warning or error."
+    )
+    transcripts: bool = Field(True, description="Log what the user and the model said, at INFO.")
+
+
+class Config(_Section):
+    """The whole configuration file; every section is optional."""
+
+    live: LiveConfig = Field(default_factory=LiveConfig, description="[live] section.")
+    audio: AudioConfig = Field(default_factory=AudioConfig, description="[audio] section.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="[logging] section.")
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the TOML file at ``path``; raise ConfigError on any problem."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            source,
+            [
+                f"cannot read config file: {reason}. "
+                "Create it from config/pispeaker.toml or pass --config PATH."
+            ],
+        ) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"invalid TOML: {exc}"]) from exc
+    return parse_config(data, source)
+
+
+def parse_config(data: Mapping[str, Any], source: str) -> Config:
+    """Validate parsed TOML; raise ConfigError listing every problem, in file order."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        errors = sorted(exc.errors(), key=lambda error: _position(data, error["loc"]))
+        raise ConfigError(source, [_problem(error) for error in errors]) from exc
+
+
+def field_paths() -> list[str]:
+    """Every ``section.key`` of the configuration, in model order."""
+    return [
+        f"{section}.{key}"
+        for section in Config.model_fields
+        for key in _section_model(section).model_fields
+    ]
+
+
+def redacted_toml(config: Config, api_key_status: str) -> str:
+    """Render ``config`` as TOML, every section and key in model order.
+
+    The configuration holds no secret (the key lives elsewhere), so nothing needs hiding;
+    ``api_key_status`` is the caller's line saying where the key comes from, without its value.
+    """
+    lines = [
+        "# Effective pispeaker configuration (defaults filled in).",
+        f"# Gemini API key: {' '.join(api_key_status.split())}",
+    ]
+    for name, section in _sections(config):
+        lines += ["", f"[{name}]"]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in section]
+    return "\n".join(lines) + "\n"
+
+
+def _sections(config: Config) -> Iterator[tuple[str, BaseModel]]:
+    for name in Config.model_fields:
+        yield name, getattr(config, name)
+
+
+def _section_model(name: str) -> type[BaseModel]:
+    annotation = Config.model_fields[name].annotation
+    # Every field of Config is a section model; the asserts narrow the type for mypy.
+    assert isinstance(annotation, type)
+    assert issubclass(annotation, BaseModel)
+    return annotation
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if value is None:
+        return '""'
+    # JSON string escapes are valid TOML basic-string escapes, except that TOML also
+    # forbids a raw DEL character.
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _position(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> tuple[int, ...]:
+    """Where ``loc`` sits in the parsed file: tomllib keeps keys in file order."""
+    positions: list[int] = []
+    node: object = data
+    for part in loc:
+        keys = list(node) if isinstance(node, Mapping) else []
+        positions.append(keys.index(part) if part in keys else len(keys))
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return tuple(positions)
+
+
+_TYPE_MESSAGES = {
+    "bool_type": "expected a boolean",
+    "int_type": "expected an integer",
+    "float_type": "expected a number",
+    "string_type": "expected a string",
+    "model_type": "expected a table",
+    "string_too_short": "must not be empty",
+}
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One ``section.key: message`` line for a pydantic error."""
+    loc = error["loc"]
+    where = ".".join(str(part) for part in loc)
+    if error["type"] == "extra_forbidden":
+        return f"{where}: {_unknown(loc)}"
+    return f"{where}: {_describe(error)} (got {error['input']!r})"
+
+
+def _unknown(loc: tuple[int | str, ...]) -> str:
+    """Name the unknown section or key and suggest the nearest real one."""
+    if len(loc) == 1:
+        what, known = "section", list(Config.model_fields)
+    else:
+        what, known = "key", list(_section_model(str(loc[0])).model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if close:
+        return f"unknown {what} (did you mean {close[0]!r}?)"
+    if what == "section":
+        return f"unknown section (sections are {_quoted(known)})"
+    return "unknown key"
+
+
+def _describe(error: ErrorDetails) -> str:
+    """A human message for one error, derived from the field's own bounds where possible."""
+    field = _field(error["loc"])
+    kind = error["type"]
+    if kind in ("greater_than_equal", "less_than_equal") and field is not None:
+        return _range(field) or error["msg"]
+    if kind == "literal_error" and field is not None and get_origin(field.annotation):
+        return f"must be one of {_quoted(get_args(field.annotation))}"
+    if kind == "value_error":
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    return _TYPE_MESSAGES.get(kind, error["msg"])
+
+
+def _field(loc: tuple[int | str, ...]) -> FieldInfo | None:
+    if len(loc) != 2 or loc[0] not in Config.model_fields:
+        return None
+    return _section_model(str(loc[0])).model_fields.get(str(loc[1]))
+
+
+def _range(field: FieldInfo) -> str | None:
+    low = next((m.ge for m in field.metadata if isinstance(m, annotated_types.Ge)), None)
+    high = next((m.le for m in field.metadata if isinstance(m, annotated_types.Le)), None)
+    if low is None or high is None:
+        return None
+    return f"must be between {low} and {high}"
+
+
+def _quoted(values: Iterable[object]) -> str:
+    return ", ".join(repr(value) for value in values)

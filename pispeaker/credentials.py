@@ -1,0 +1,128 @@
+"""The Gemini API key: where it is looked up, and how it is kept out of logs and reprs.
+
+Lookup order, first found wins:
+
+1. the systemd credential ``$CREDENTIALS_DIRECTORY/gemini-api-key`` (LoadCredentialEncrypted=),
+2. the file named by ``live.api_key_file``,
+3. ``$GEMINI_API_KEY``,
+4. ``$GOOGLE_API_KEY``.
+
+The value only ever travels inside a ``SecretStr``; logs and messages name the source only.
+"""
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from pispeaker.config import LiveConfig
+from pispeaker.errors import CredentialError
+
+CREDENTIAL_NAME = "gemini-api-key"
+ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+PLACES = (
+    f"$CREDENTIALS_DIRECTORY/{CREDENTIAL_NAME}",
+    "live.api_key_file",
+    *(f"${name}" for name in ENV_VARS),
+)
+_HOW_TO_SET = (
+    f"Run: systemd-creds encrypt --name={CREDENTIAL_NAME} KEYFILE "
+    f"/etc/credstore.encrypted/{CREDENTIAL_NAME} and add "
+    f"LoadCredentialEncrypted={CREDENTIAL_NAME} to the service, "
+    "or set live.api_key_file to a file holding only the key, or export GEMINI_API_KEY."
+)
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, repr=False)
+class ApiKey:
+    """A Gemini API key and where it came from; repr and str never show the value."""
+
+    value: SecretStr
+    #: Human description of where the key was found, e.g. "$GEMINI_API_KEY".
+    source: str
+
+    def __repr__(self) -> str:
+        return f"ApiKey(value=SecretStr('**********'), source={self.source!r})"
+
+    def __str__(self) -> str:
+        return f"Gemini API key from {self.source} (value hidden)"
+
+
+def find_api_key(live: LiveConfig, environ: Mapping[str, str]) -> ApiKey | None:
+    """Return the first key found in lookup order, or None if there is none anywhere.
+
+    Raises CredentialError when a place that is plainly meant to hold the key (a present
+    systemd credential, a configured ``live.api_key_file``) is unreadable or empty: falling
+    through to the environment would hide that mistake.
+    """
+    key = (
+        _from_credentials_directory(environ)
+        or _from_configured_file(live.api_key_file)
+        or _from_environment(environ)
+    )
+    if key is not None:
+        _log.debug("Gemini API key found in %s", key.source)
+    return key
+
+
+def require_api_key(live: LiveConfig, environ: Mapping[str, str]) -> ApiKey:
+    """Like find_api_key, but raise CredentialError saying where to put a key if none exists."""
+    key = find_api_key(live, environ)
+    if key is None:
+        raise CredentialError(
+            f"no Gemini API key found; looked in {', '.join(PLACES)}. {_HOW_TO_SET}"
+        )
+    return key
+
+
+def describe_api_key(key: ApiKey | None) -> str:
+    """The status line ``pispeaker check-config`` prints for the key, without its value."""
+    if key is None:
+        return f"not found: looked in {', '.join(PLACES)}; `pispeaker demo` needs none"
+    return f"found in {key.source} (value hidden)"
+
+
+def _from_credentials_directory(environ: Mapping[str, str]) -> ApiKey | None:
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    path = Path(directory) / CREDENTIAL_NAME
+    # The unit may pass other credentials but not this one; that is not an error.
+    if not path.exists():
+        return None
+    fix = f"Re-create it with systemd-creds encrypt --name={CREDENTIAL_NAME}."
+    return _read_key_file(path, f"systemd credential {CREDENTIAL_NAME}", fix)
+
+
+def _from_configured_file(path: Path | None) -> ApiKey | None:
+    if path is None:
+        return None
+    fix = "Write only the API key into that file, or unset live.api_key_file."
+    return _read_key_file(path, f"file {path}", fix)
+
+
+def _from_environment(environ: Mapping[str, str]) -> ApiKey | None:
+    for name in ENV_VARS:
+        value = environ.get(name, "").strip()
+        if value:
+            return ApiKey(SecretStr(value), f"${name}")
+    return None
+
+
+def _read_key_file(path: Path, source: str, fix: str) -> ApiKey:
+    """Read a key file, stripping surrounding whitespace; errors never quote its contents."""
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise CredentialError(f"cannot read API key from {source}: {reason}. {fix}") from exc
+    except UnicodeDecodeError:
+        # from None: the decode error would quote bytes of the file in a traceback.
+        raise CredentialError(f"API key in {source} is not UTF-8 text. {fix}") from None
+    if not value:
+        raise CredentialError(f"API key in {source} is empty. {fix}")
+    return ApiKey(SecretStr(value), source)

@@ -1,0 +1,212 @@
+"""The Live API emulator: a loopback TLS WebSocket server the real google-genai SDK talks to.
+
+Use it as an async context manager::
+
+    async with LiveEmulator(EmulatorOptions(pace=0)) as emulator:
+        emulator.script.push(Reply(audio="tone", seconds=0.5))
+        client = genai.Client(api_key=emulator.api_key, http_options=HttpOptions(
+            base_url=emulator.base_url, api_version="v1beta",
+            async_client_args={"ssl": client_context(emulator.ca_file)}))
+
+Tests and benchmarks script it (``script``), inspect it (``timeline``, ``store``) and break
+it on demand (``inject``, ``reject_upgrades``, ``EmulatorOptions.faults``).
+"""
+
+import asyncio
+import http
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from pispeaker.emulator.certs import TlsMaterial, issue_tls
+from pispeaker.emulator.connection import (
+    Behaviour,
+    ControlledConnection,
+    Fault,
+    Handshake,
+    LiveConnection,
+    ScheduledFault,
+    Shared,
+)
+from pispeaker.emulator.script import Reply, Script
+from pispeaker.emulator.store import SessionStore
+from pispeaker.emulator.timeline import Timeline
+
+PATH = re.compile(
+    r"^/+ws/google\.ai\.generativelanguage\.(?P<version>v1alpha|v1beta|v1)"
+    r"\.GenerativeService\.(?P<method>BidiGenerateContent(?:Constrained)?)$"
+)
+#: Live models the emulator serves (Nov 2026; see reference/live-api.md section 11).
+DEFAULT_MODELS = frozenset(
+    {
+        "gemini-3.8-live",
+        "gemini-3.1-flash-live-preview",
+        "gemini-2.5-flash-native-audio-preview-12-2025",
+        "gemini-2.5-flash-native-audio-preview-09-2025",
+        "gemini-2.5-flash-native-audio-latest",
+    }
+)
+DEFAULT_API_KEY = "emulator-key"
+
+
+@dataclass(frozen=True)
+class EmulatorOptions:
+    """How the emulated service behaves. Times are seconds unless named otherwise.
+
+    ``pace`` scales reply delivery: 1.0 sends audio chunks in real time (as playback would
+    consume them), 0 as fast as possible. ``connection_lifetime_s`` None means connections
+    live forever; otherwise ``goAway`` comes ``go_away_lead_s`` before the 1011 close.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    api_keys: frozenset[str] = frozenset({DEFAULT_API_KEY})
+    models: frozenset[str] = DEFAULT_MODELS
+    pace: float = 1.0
+    response_latency_s: float = 0.3
+    connection_lifetime_s: float | None = None
+    go_away_lead_s: float = 50.0
+    default_silence_ms: int = 500
+    resumption_ttl_s: float = 7200.0
+    reject_media_chunks: bool = True
+    slow_pong_s: float = 30.0
+    faults: tuple[ScheduledFault, ...] = ()
+    default_reply: Reply = Reply()
+    timeline_path: Path | None = None
+
+
+def parse_handshake(request: Request, number: int) -> Handshake | None:
+    """The API version, method and credential of an upgrade request; None for a wrong path.
+
+    The credential comes from ``Authorization: Token``, ``x-goog-api-key``, or the query
+    parameters ``access_token`` / ``key``, as the Python and JavaScript SDKs send them.
+    """
+    url = urlsplit(request.path)
+    match = PATH.match(url.path)
+    if match is None:
+        return None
+    query = parse_qs(url.query)
+    authorization = request.headers.get("Authorization", "")
+    credential = (
+        authorization.removeprefix("Token ").strip()
+        if authorization.startswith("Token ")
+        else request.headers.get("x-goog-api-key")
+        or (query.get("access_token") or query.get("key") or [None])[0]
+    )
+    return Handshake(number, match["version"], match["method"], credential)
+
+
+class LiveEmulator:
+    """A running emulator; start with ``async with`` or ``start()``/``stop()``."""
+
+    def __init__(self, options: EmulatorOptions | None = None, state_dir: Path | None = None):
+        self.options = options or EmulatorOptions()
+        self.script = Script(self.options.default_reply)
+        self.timeline = Timeline(self.options.timeline_path)
+        self.store = SessionStore(self.options.resumption_ttl_s)
+        self.connections: dict[int, LiveConnection] = {}
+        self._state_dir = state_dir
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._tls: TlsMaterial | None = None
+        self._server: Server | None = None
+        self._accepted = 0
+        self._upgrade_status: int | None = None
+        behaviour_fields = {k: v for k, v in asdict(self.options).items() if k in _BEHAVIOUR}
+        behaviour_fields["faults"] = self.options.faults
+        self._shared = Shared(Behaviour(**behaviour_fields), self.script, self.store, self.timeline)
+
+    async def __aenter__(self) -> "LiveEmulator":
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Make the TLS material and start listening."""
+        if self._state_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="pispeaker-emulator-")
+        self._tls = issue_tls(self._state_dir or Path(self._tmp.name))  # type: ignore[union-attr]
+        self._server = await serve(
+            self._serve_connection,
+            self.options.host,
+            self.options.port,
+            ssl=self._tls.server_context,
+            process_request=self._check_request,
+            create_connection=ControlledConnection,
+            ping_interval=None,  # the service does not ping clients; clients ping it
+        )
+
+    async def stop(self) -> None:
+        """Close every connection (1001 going away) and stop listening."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        self.timeline.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    @property
+    def port(self) -> int:
+        """The TCP port it listens on."""
+        assert self._server is not None, "start() the emulator first"
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    @property
+    def base_url(self) -> str:
+        """What to give the SDK as ``HttpOptions.base_url`` (``live.base_url``)."""
+        host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
+        return f"https://{host}:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate clients must trust (``live.ca_file``)."""
+        assert self._tls is not None, "start() the emulator first"
+        return self._tls.ca_file
+
+    @property
+    def api_key(self) -> str:
+        """A key the emulator accepts."""
+        return sorted(self.options.api_keys)[0]
+
+    async def inject(self, fault: Fault, connection: int | None = None) -> None:
+        """Produce ``fault`` now on connection number ``connection``, or on every open one."""
+        targets = [c for n, c in self.connections.items() if connection in (None, n)]
+        await asyncio.gather(*(target.apply(fault) for target in targets))
+
+    def reject_upgrades(self, status: int | None) -> None:
+        """Answer new upgrade requests with HTTP ``status`` (e.g. 429), or accept them (None)."""
+        self._upgrade_status = status
+
+    def _check_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        if parse_handshake(request, 0) is None:
+            return ws.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
+        if self._upgrade_status is not None:
+            status = http.HTTPStatus(self._upgrade_status)
+            return ws.respond(status, f"{status.phrase}\n")
+        return None
+
+    async def _serve_connection(self, ws: ServerConnection) -> None:
+        assert isinstance(ws, ControlledConnection) and ws.request is not None
+        self._accepted += 1
+        handshake = parse_handshake(ws.request, self._accepted)
+        assert handshake is not None  # _check_request refused other paths
+        connection = LiveConnection(ws, handshake, self._shared)
+        self.connections[handshake.number] = connection
+        try:
+            await connection.serve()
+        finally:
+            del self.connections[handshake.number]
+
+
+_BEHAVIOUR = frozenset(Behaviour.__dataclass_fields__)

@@ -1,0 +1,36 @@
+"""The error hierarchy: one root, and each subclass also inherits the builtin it resembles.
+
+Every message names the thing that is wrong and the next step, so that a person reading a
+journal line knows what to do without reading code.
+"""
+
+import os
+
+
+class PispeakerError(Exception):
+    """Root of every error pispeaker raises on purpose."""
+
+    #: Process exit code when this error ends the command line (sysexits.h).
+    exit_code: int = 1
+
+
+class ConfigError(PispeakerError, ValueError):
+    """The configuration file is missing, unreadable or invalid.
+
+    ``problems`` holds one ``section.key: message`` line per problem, all of them at once.
+    """
+
+    exit_code = os.EX_CONFIG
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {problem}" for problem in problems)
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"{source}: {count}:\n{lines}")
+
+
+class CredentialError(PispeakerError, LookupError):
+    """No usable Gemini API key was found (the message lists where it was looked for)."""
+
+    exit_code = os.EX_CONFIG

@@ -1,0 +1,154 @@
+"""Tests for pispeaker.config: the sample file, error reporting, defaults and rendering."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pispeaker.config import (
+    Config,
+    LiveConfig,
+    field_paths,
+    load_config,
+    parse_config,
+    redacted_toml,
+)
+from pispeaker.errors import ConfigError
+
+SAMPLE = Path(__file__).resolve().parent.parent / "config" / "pispeaker.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pispeaker.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    return caught.value.problems
+
+
+def test_sample_file_holds_exactly_the_defaults() -> None:
+    assert load_config(SAMPLE) == Config()
+
+
+def test_sample_file_lists_every_key_and_no_other() -> None:
+    data = tomllib.loads(SAMPLE.read_text(encoding="utf-8"))
+    in_file = {f"{section}.{key}" for section, table in data.items() for key in table}
+    assert in_file == set(field_paths())
+
+
+def test_field_paths_cover_every_section() -> None:
+    paths = field_paths()
+    assert "live.model" in paths
+    assert "audio.capture_device" in paths
+    assert "logging.transcripts" in paths
+    assert len(paths) == len(set(paths))
+
+
+def test_three_mistakes_are_reported_at_once_in_file_order(tmp_path: Path) -> None:
+    text = '[live]\nmodle = "x"\nuplink_chunk_ms = "20"\nsilence_duration_ms = 50\n'
+    assert problems_of(tmp_path, text) == [
+        "live.modle: unknown key (did you mean 'model'?)",
+        "live.uplink_chunk_ms: expected an integer (got '20')",
+        "live.silence_duration_ms: must be between 100 and 5000 (got 50)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            '[live]\napi_version = "v2"',
+            "live.api_version: must be one of 'v1', 'v1beta', 'v1alpha' (got 'v2')",
+        ),
+        ('[logging]\ntranscripts = "yes"', "logging.transcripts: expected a boolean (got 'yes')"),
+        ("[live]\nconnect_timeout_s = 0.5", "live.connect_timeout_s: must be between 1 and 120"),
+        ('[live]\nbase_url = "ftp://x"', "live.base_url: must start with https:// or http://"),
+        ('[live]\nmodel = "models/m"', "live.model: give the model id without the 'models/'"),
+        ('[live]\nlanguage = "english"', "live.language: must be a BCP-47 language code"),
+        ("[live]\nca_file = 5", "live.ca_file: expected a file path string"),
+        ('[audio]\ncapture_device = ""', "audio.capture_device: must not be empty"),
+        ("live = 5", "live: expected a table (got 5)"),
+    ],
+)
+def test_each_mistake_gets_a_human_message(tmp_path: Path, text: str, problem: str) -> None:
+    [reported] = problems_of(tmp_path, text)
+    assert reported.startswith(problem)
+
+
+def test_int_is_accepted_for_a_float() -> None:
+    assert parse_config({"live": {"connect_timeout_s": 5}}, "test").live.connect_timeout_s == 5.0
+
+
+def test_unknown_section_suggests_the_nearest(tmp_path: Path) -> None:
+    assert problems_of(tmp_path, '[lvie]\nmodel = "x"\n') == [
+        "lvie: unknown section (did you mean 'live'?)"
+    ]
+
+
+def test_unknown_section_without_a_near_one_lists_the_sections(tmp_path: Path) -> None:
+    assert problems_of(tmp_path, "[zzzzzz]\n") == [
+        "zzzzzz: unknown section (sections are 'live', 'audio', 'logging')"
+    ]
+
+
+def test_toml_syntax_error_reports_line_and_column(tmp_path: Path) -> None:
+    [problem] = problems_of(tmp_path, '[live]\nmodel = "x"\nvoice Kore\n')
+    assert problem.startswith("invalid TOML:")
+    assert "line 3" in problem
+
+
+def test_missing_file_says_how_to_create_it(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.source == str(path)
+    assert caught.value.problems == [
+        "cannot read config file: No such file or directory. "
+        "Create it from config/pispeaker.toml or pass --config PATH."
+    ]
+    assert caught.value.exit_code == 78
+
+
+def test_models_are_frozen() -> None:
+    config = Config()
+    with pytest.raises(ValidationError):
+        config.live.voice = "Puck"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        config.live = LiveConfig()  # type: ignore[misc]
+
+
+def test_empty_file_means_all_defaults(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "")) == Config()
+
+
+def test_empty_string_path_means_unset(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[live]\nca_file = ""\napi_key_file = "/k"\n'))
+    assert config.live.ca_file is None
+    assert config.live.api_key_file == Path("/k")
+
+
+def test_redacted_toml_parses_back_to_the_same_config() -> None:
+    config = parse_config(
+        {
+            "live": {"ca_file": "/etc/ca.pem", "system_instruction": 'Say "hi"\n\tand \\ go\x7f'},
+            "audio": {"capture_device": "plughw:CARD=Device,DEV=0"},
+            "logging": {"level": "debug", "transcripts": False},
+        },
+        "test",
+    )
+    text = redacted_toml(config, "found in $GEMINI_API_KEY (value hidden)")
+    assert parse_config(tomllib.loads(text), "rendered") == config
+
+
+def test_redacted_toml_lists_every_key_and_the_key_status() -> None:
+    text = redacted_toml(Config(), "not found:\nlooked everywhere")
+    data = tomllib.loads(text)
+    assert {f"{section}.{key}" for section, table in data.items() for key in table} == set(
+        field_paths()
+    )
+    assert "# Gemini API key: not found: looked everywhere\n" in text
