@@ -1,0 +1,157 @@
+"""The ``pispeaker`` command line: subcommands, logging set-up and exit codes.
+
+No hardware or cloud library is imported at the top: each subcommand imports what it needs,
+so ``pispeaker check-config`` works on a machine without them.
+"""
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pispeaker import __version__
+from pispeaker.config import DEFAULT_CONFIG_PATH, Config, load_config
+from pispeaker.errors import PispeakerError
+
+log = logging.getLogger("pispeaker")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="pispeaker", description="A Raspberry Pi smart speaker for the Gemini Live API."
+    )
+    parser.add_argument("--version", action="version", version=f"pispeaker {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help=f"configuration file (default: {DEFAULT_CONFIG_PATH}; built-in defaults if absent)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_check_config(commands)
+    _add_demo(commands)
+    _add_emulator(commands)
+    return parser
+
+
+def _add_check_config(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    check = commands.add_parser(
+        "check-config", help="validate a configuration file and print the effective settings"
+    )
+    check.add_argument("path", nargs="?", type=Path, help="file to check (default: --config)")
+
+
+def _add_demo(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    demo = commands.add_parser(
+        "demo", help="talk to the embedded Live API emulator: no sound card, key or network"
+    )
+    demo.add_argument("--input", type=Path, help="WAV file to say (default: a generated voice)")
+    demo.add_argument(
+        "--output", type=Path, default=Path("pispeaker-demo-reply.wav"), help="reply WAV file"
+    )
+    demo.add_argument("--fast", action="store_true", help="do not pace audio in real time")
+
+
+def _add_emulator(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    emulator = commands.add_parser("emulator", help="run the Live API emulator standalone")
+    emulator.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    emulator.add_argument("--port", type=int, default=8443, help="TCP port (0 picks a free one)")
+    emulator.add_argument("--api-key", default=None, help="the key it accepts")
+    emulator.add_argument("--pace", type=float, default=1.0, help="1 real time, 0 fastest")
+    emulator.add_argument(
+        "--lifetime", type=float, default=600.0, help="connection lifetime in seconds (goAway)"
+    )
+    emulator.add_argument("--state-dir", type=Path, help="where to write the CA certificate")
+    emulator.add_argument("--timeline", type=Path, help="append every event to this JSONL file")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pispeaker`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return _run(args)
+    except PispeakerError as error:
+        print(f"pispeaker: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "check-config":
+        return _check_config(args.path or args.config or DEFAULT_CONFIG_PATH)
+    if args.command == "demo":
+        return _demo(_config(args.config), args)
+    return _emulator(args)
+
+
+def _config(path: Path | None) -> Config:
+    """The explicit file, else the default file if it exists, else built-in defaults."""
+    if path is None and not DEFAULT_CONFIG_PATH.exists():
+        log.info("no %s; using built-in defaults", DEFAULT_CONFIG_PATH)
+        return Config()
+    return load_config(path or DEFAULT_CONFIG_PATH)
+
+
+def _check_config(path: Path) -> int:
+    from pispeaker.config import redacted_toml
+    from pispeaker.credentials import describe_api_key, find_api_key
+
+    config = load_config(path)
+    status = describe_api_key(find_api_key(config.live, os.environ))
+    print(redacted_toml(config, status), end="")
+    print(f"# {path}: OK", file=sys.stderr)
+    return 0
+
+
+def _demo(config: Config, args: argparse.Namespace) -> int:
+    from pispeaker.demo import DemoOptions, run_demo
+
+    options = DemoOptions(input_wav=args.input, output_wav=args.output, realtime=not args.fast)
+    return asyncio.run(run_demo(config, options))
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from pispeaker.emulator import EmulatorOptions, LiveEmulator
+    from pispeaker.emulator.server import DEFAULT_API_KEY
+
+    options = EmulatorOptions(
+        host=args.host,
+        port=args.port,
+        api_keys=frozenset({args.api_key or DEFAULT_API_KEY}),
+        pace=args.pace,
+        connection_lifetime_s=args.lifetime or None,
+        go_away_lead_s=min(50.0, (args.lifetime or 100.0) / 2),
+        timeline_path=args.timeline,
+    )
+    asyncio.run(_serve_emulator(LiveEmulator(options, state_dir=args.state_dir)))
+    return 0
+
+
+async def _serve_emulator(emulator: "LiveEmulator") -> None:  # noqa: F821 - imported lazily
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with emulator:
+        print(
+            f"Live API emulator listening.\n"
+            f"  base URL: {emulator.base_url}\n"
+            f"  CA file:  {emulator.ca_file}\n"
+            f"  API key:  {emulator.api_key}\n"
+            f"Use it from pispeaker.toml:\n"
+            f'  [live]\n  base_url = "{emulator.base_url}"\n  ca_file = "{emulator.ca_file}"\n'
+            f"with GEMINI_API_KEY={emulator.api_key}. Stop with Ctrl-C.",
+            flush=True,
+        )
+        await stop.wait()
