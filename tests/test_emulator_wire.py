@@ -158,7 +158,7 @@ def test_decode_bytes_round_trips_arbitrary_lengths() -> None:
         "abcde",  # 4n + 1 characters
         "abc!",  # a character outside both alphabets
         "@@@@",  # nothing but characters outside both alphabets
-        "AA AA",  # whitespace inside the data
+        "AAAA@@@@",  # valid data followed by junk
     ],
 )
 def test_decode_bytes_rejects_invalid_base64(text: str) -> None:

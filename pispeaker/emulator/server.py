@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
@@ -87,11 +87,12 @@ def parse_handshake(request: Request, number: int) -> Handshake | None:
     The credential comes from ``Authorization: Token``, ``x-goog-api-key``, or the query
     parameters ``access_token`` / ``key``, as the Python and JavaScript SDKs send them.
     """
-    url = urlsplit(request.path)
-    match = PATH.match(url.path)
+    # Not urlsplit: it would read the "//ws" of a double-slash path as a host name.
+    path, _, query_string = request.path.partition("?")
+    match = PATH.match(path)
     if match is None:
         return None
-    query = parse_qs(url.query)
+    query = parse_qs(query_string)
     authorization = request.headers.get("Authorization", "")
     credential = (
         authorization.removeprefix("Token ").strip()

@@ -1,0 +1,132 @@
+"""Shared fixtures: a running Live API emulator and real google-genai clients pointed at it."""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+from google import genai
+from google.genai import types
+from google.genai.live import AsyncSession
+
+from pispeaker.audio.pcm import INPUT_RATE, silence, tone
+from pispeaker.emulator import EmulatorOptions, LiveEmulator, client_context
+
+MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
+#: Replies as fast as possible, no thinking time: tests wait on events, never on the clock.
+FAST = EmulatorOptions(pace=0.0, response_latency_s=0.0, default_silence_ms=200)
+CHUNK = 640  # 20 ms of 16 kHz s16le
+
+StartEmulator = Callable[..., Awaitable[LiveEmulator]]
+
+
+@pytest.fixture
+async def start_emulator() -> AsyncIterator[StartEmulator]:
+    """Start emulators with FAST options overridden by keyword; all stop after the test."""
+    async with AsyncExitStack() as stack:
+
+        async def start(**overrides: Any) -> LiveEmulator:
+            emulator = LiveEmulator(replace(FAST, **overrides))
+            return await stack.enter_async_context(emulator)
+
+        yield start
+
+
+@pytest.fixture
+async def emulator(start_emulator: StartEmulator) -> LiveEmulator:
+    """An emulator with FAST options."""
+    return await start_emulator()
+
+
+def sdk_client(
+    emulator: LiveEmulator,
+    api_key: str | None = None,
+    api_version: str = "v1beta",
+    base_url: str | None = None,
+    **websocket_args: Any,
+) -> genai.Client:
+    """A real google-genai client that trusts the emulator's CA."""
+    args = {"ssl": client_context(emulator.ca_file), "ping_interval": None} | websocket_args
+    return genai.Client(
+        api_key=api_key or emulator.api_key,
+        http_options=types.HttpOptions(
+            base_url=base_url or emulator.base_url,
+            api_version=api_version,
+            async_client_args=args,
+        ),
+    )
+
+
+def audio_config(**fields: Any) -> types.LiveConnectConfig:
+    """An AUDIO LiveConnectConfig with extra fields."""
+    return types.LiveConnectConfig(response_modalities=[types.Modality.AUDIO], **fields)
+
+
+def speech(seconds: float = 1.0, frequency_hz: float = 300.0, amplitude: float = 0.3) -> bytes:
+    """A test 'utterance': a tone the energy VAD hears as speech."""
+    return tone(frequency_hz, seconds, INPUT_RATE, amplitude)
+
+
+def padded(pcm: bytes, lead_s: float = 0.2, tail_s: float = 0.5) -> bytes:
+    """Surround audio with digital silence (frame-aligned for 20 ms frames)."""
+    return silence(lead_s, INPUT_RATE) + pcm + silence(tail_s, INPUT_RATE)
+
+
+async def send_audio(session: AsyncSession, pcm: bytes, chunk: int = CHUNK) -> None:
+    """Stream 16 kHz audio in 20 ms messages, as fast as the socket takes them."""
+    for offset in range(0, len(pcm), chunk):
+        blob = types.Blob(data=pcm[offset : offset + chunk], mime_type="audio/pcm;rate=16000")
+        await session.send_realtime_input(audio=blob)
+
+
+@dataclass
+class Turn:
+    """Everything one ``session.receive()`` yielded (it ends after turnComplete)."""
+
+    messages: list[types.LiveServerMessage] = field(default_factory=list)
+
+    def contents(self) -> list[types.LiveServerContent]:
+        return [m.server_content for m in self.messages if m.server_content]
+
+    @property
+    def chunks(self) -> list[bytes]:
+        return [m.data for m in self.messages if m.data]
+
+    @property
+    def audio(self) -> bytes:
+        return b"".join(self.chunks)
+
+    @property
+    def mime_types(self) -> set[str]:
+        return {
+            part.inline_data.mime_type or ""
+            for content in self.contents()
+            for part in (content.model_turn.parts or [] if content.model_turn else [])
+            if part.inline_data
+        }
+
+    def flags(self, name: str) -> list[int]:
+        """Indexes of the messages whose server_content has ``name`` set."""
+        return [
+            i
+            for i, m in enumerate(self.messages)
+            if m.server_content and getattr(m.server_content, name)
+        ]
+
+    def text(self, name: str) -> str:
+        return "".join(
+            getattr(content, name).text or "" for content in self.contents() if getattr(content, name)
+        )
+
+    def of(self, name: str) -> list[Any]:
+        """The non-empty ``name`` attribute of every message (tool_call, go_away, ...)."""
+        return [getattr(m, name) for m in self.messages if getattr(m, name)]
+
+
+async def next_turn(session: AsyncSession) -> Turn:
+    """Collect one ``receive()``: every message up to and including turnComplete."""
+    turn = Turn()
+    async for message in session.receive():
+        turn.messages.append(message)
+    return turn
