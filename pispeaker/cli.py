@@ -12,10 +12,14 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pispeaker import __version__
 from pispeaker.config import DEFAULT_CONFIG_PATH, Config, load_config
 from pispeaker.errors import PispeakerError
+
+if TYPE_CHECKING:
+    from pispeaker.emulator import LiveEmulator
 
 log = logging.getLogger("pispeaker")
 
@@ -138,7 +142,7 @@ def _emulator(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve_emulator(emulator: "LiveEmulator") -> None:  # noqa: F821 - imported lazily
+async def _serve_emulator(emulator: "LiveEmulator") -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -32,7 +32,7 @@ def spoken_like_utterance(seconds: float = 1.6) -> bytes:
     t = np.arange(round(seconds * INPUT_RATE)) / INPUT_RATE
     voice = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 8))
     syllables = np.clip(np.sin(2 * np.pi * 2.5 * t), 0.15, None)
-    pcm = np.round(0.25 * 32767 * voice / 2.6 * syllables).astype("<i2").tobytes()
+    pcm = bytes(np.round(0.25 * 32767 * voice / 2.6 * syllables).astype("<i2").tobytes())
     return silence(0.3, INPUT_RATE) + pcm + silence(0.3, INPUT_RATE)
 
 

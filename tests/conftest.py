@@ -116,7 +116,9 @@ class Turn:
 
     def text(self, name: str) -> str:
         return "".join(
-            getattr(content, name).text or "" for content in self.contents() if getattr(content, name)
+            getattr(content, name).text or ""
+            for content in self.contents()
+            if getattr(content, name)
         )
 
     def of(self, name: str) -> list[Any]:

@@ -60,14 +60,14 @@ async def test_wait_for_returns_an_already_recorded_event() -> None:
     timeline = Timeline()
     timeline.record("other", 1)
     event = timeline.record("setup", 1)
-    assert await timeline.wait_for("setup", timeout=0.05) is event
+    assert await timeline.wait_for("setup", within_s=0.05) is event
 
 
 async def test_wait_for_returns_the_first_match() -> None:
     timeline = Timeline()
     first = timeline.record("turn", 1, n=1)
     timeline.record("turn", 1, n=2)
-    assert await timeline.wait_for("turn", timeout=0.05) is first
+    assert await timeline.wait_for("turn", within_s=0.05) is first
 
 
 async def test_wait_for_waits_for_a_future_event() -> None:
@@ -75,7 +75,7 @@ async def test_wait_for_waits_for_a_future_event() -> None:
     timeline.record("other", 1)
     loop = asyncio.get_running_loop()
     loop.call_soon(timeline.record, "turn.complete", 1)
-    event = await timeline.wait_for("turn.complete", timeout=1.0)
+    event = await timeline.wait_for("turn.complete", within_s=1.0)
     assert event.kind == "turn.complete"
     assert timeline.events[-1] is event
 
@@ -89,7 +89,7 @@ async def test_wait_for_skips_events_of_other_kinds_that_arrive_first() -> None:
         loop.call_soon(timeline.record, "target", 1)
 
     loop.call_soon(noise_then_target)
-    event = await timeline.wait_for("target", timeout=1.0)
+    event = await timeline.wait_for("target", within_s=1.0)
     assert event.kind == "target"
     assert [e.kind for e in timeline.events] == ["noise", "target"]
 
@@ -104,7 +104,7 @@ async def test_wait_for_sees_every_event_of_a_burst() -> None:
 
     loop.call_soon(burst)
     # All three are recorded before the waiter runs again; the middle one must still be found.
-    event = await timeline.wait_for("b", timeout=1.0)
+    event = await timeline.wait_for("b", within_s=1.0)
     assert event is timeline.events[1]
 
 
@@ -115,7 +115,9 @@ async def test_wait_for_honours_where() -> None:
     loop.call_soon(timeline.record, "audio.out", 2, None)
     loop.call_soon(lambda: timeline.record("audio.out", 1, bytes=9_600))
     event = await timeline.wait_for(
-        "audio.out", where=lambda e: e.connection == 1 and e.data.get("bytes", 0) > 1_000, timeout=1
+        "audio.out",
+        where=lambda e: e.connection == 1 and e.data.get("bytes", 0) > 1_000,
+        within_s=1,
     )
     assert event.data == {"bytes": 9_600}
     assert event is timeline.events[-1]
@@ -125,7 +127,7 @@ async def test_wait_for_honours_start() -> None:
     timeline = Timeline()
     timeline.record("turn", 1, n=1)
     second = timeline.record("turn", 1, n=2)
-    assert await timeline.wait_for("turn", start=1, timeout=0.05) is second
+    assert await timeline.wait_for("turn", start=1, within_s=0.05) is second
 
 
 async def test_wait_for_with_start_at_the_end_waits_for_a_new_event() -> None:
@@ -134,7 +136,7 @@ async def test_wait_for_with_start_at_the_end_waits_for_a_new_event() -> None:
     mark = len(timeline.events)
     loop = asyncio.get_running_loop()
     loop.call_soon(lambda: timeline.record("turn", 1, n=2))
-    event = await timeline.wait_for("turn", start=mark, timeout=1.0)
+    event = await timeline.wait_for("turn", start=mark, within_s=1.0)
     assert event.data == {"n": 2}
 
 
@@ -144,7 +146,7 @@ async def test_wait_for_times_out() -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(TimeoutError):
-        await timeline.wait_for("never", timeout=0.05)
+        await timeline.wait_for("never", within_s=0.05)
     assert loop.time() - started < 1.0
 
 
@@ -154,24 +156,24 @@ async def test_wait_for_times_out_when_where_never_matches() -> None:
     loop = asyncio.get_running_loop()
     loop.call_soon(timeline.record, "turn", 2)
     with pytest.raises(TimeoutError):
-        await timeline.wait_for("turn", where=lambda e: e.connection == 3, timeout=0.05)
+        await timeline.wait_for("turn", where=lambda e: e.connection == 3, within_s=0.05)
 
 
 async def test_wait_for_times_out_when_the_match_is_before_start() -> None:
     timeline = Timeline()
     timeline.record("turn", 1)
     with pytest.raises(TimeoutError):
-        await timeline.wait_for("turn", start=1, timeout=0.05)
+        await timeline.wait_for("turn", start=1, within_s=0.05)
 
 
 async def test_several_waiters_are_all_woken() -> None:
     timeline = Timeline()
     waiters = [
-        asyncio.ensure_future(timeline.wait_for("x", timeout=1.0)),
-        asyncio.ensure_future(timeline.wait_for("x", timeout=1.0)),
-        asyncio.ensure_future(timeline.wait_for("y", timeout=1.0)),
+        asyncio.ensure_future(timeline.wait_for("x", within_s=1.0)),
+        asyncio.ensure_future(timeline.wait_for("x", within_s=1.0)),
+        asyncio.ensure_future(timeline.wait_for("y", within_s=1.0)),
     ]
-    await asyncio.sleep(0)  # let the waiters block
+    # The waiters' first steps were scheduled before these records, so they block first.
     asyncio.get_running_loop().call_soon(timeline.record, "x", 1)
     asyncio.get_running_loop().call_soon(timeline.record, "y", 1)
     x1, x2, y = await asyncio.gather(*waiters)

@@ -202,7 +202,7 @@ def test_loud_tone_starts_speech_with_either_start_sensitivity() -> None:
 
 def test_high_end_sensitivity_ends_on_a_quiet_tail() -> None:
     speech = tone_ms(300)
-    tail = tone_ms(800, -44.0)
+    tail = tone_ms(800, -38.0)  # below LOW start - 3 dB (HIGH end), above it - 12 dB (LOW)
     # LOW start sensitivity so that the tail (above the HIGH start threshold) cannot restart.
     vad = EnergyVad(
         VadSettings(
@@ -220,7 +220,7 @@ def test_high_end_sensitivity_ends_on_a_quiet_tail() -> None:
 
 def test_low_end_sensitivity_keeps_speech_through_a_quiet_tail() -> None:
     speech = tone_ms(300)
-    tail = tone_ms(800, -44.0)
+    tail = tone_ms(800, -38.0)  # below LOW start - 3 dB (HIGH end), above it - 12 dB (LOW)
     vad = EnergyVad(
         VadSettings(
             start_sensitivity="START_SENSITIVITY_LOW",
@@ -234,6 +234,13 @@ def test_low_end_sensitivity_keeps_speech_through_a_quiet_tail() -> None:
     assert end.kind == "end"
     assert end.offset_s == pytest.approx(1.2)
     assert end.audio == speech + tail
+
+
+def test_steady_sound_near_the_threshold_does_not_flap() -> None:
+    vad = EnergyVad(VadSettings(silence_duration_ms=200))
+    events = vad.feed(silence_ms(100) + tone_ms(2000, -44.0))  # just above -45 dBFS onset
+    assert kinds(events) == ["start"]
+    assert vad.in_speech
 
 
 def test_flush_ends_speech_in_progress_with_the_audio_so_far() -> None:

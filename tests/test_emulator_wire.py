@@ -2,6 +2,7 @@
 
 import base64
 import json
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,9 @@ def test_normalize_folds_snake_case_at_every_level() -> None:
             "model": "models/x",
             "generation_config": {
                 "response_modalities": ["AUDIO"],
-                "speech_config": {"voice_config": {"prebuilt_voice_config": {"voice_name": "Puck"}}},
+                "speech_config": {
+                    "voice_config": {"prebuilt_voice_config": {"voice_name": "Puck"}}
+                },
             },
             "realtimeInputConfig": {"automatic_activity_detection": {"silence_duration_ms": 300}},
         }
@@ -189,7 +192,7 @@ def test_server_message_accepts_every_known_kind() -> None:
 
 
 def test_server_message_prunes_proto3_defaults_below_top_level() -> None:
-    body = {
+    body: dict[str, Any] = {
         "turnComplete": False,
         "interrupted": True,
         "generationComplete": None,
@@ -213,7 +216,7 @@ def test_server_message_prunes_proto3_defaults_below_top_level() -> None:
 
 
 def test_server_message_prunes_inside_lists_but_keeps_list_items() -> None:
-    body = {"functionCalls": [{"id": "a", "name": "f", "args": {}, "extra": None}]}
+    body: dict[str, Any] = {"functionCalls": [{"id": "a", "name": "f", "args": {}, "extra": None}]}
     message = json.loads(wire.server_message("toolCall", body))
     assert message == {"toolCall": {"functionCalls": [{"id": "a", "name": "f", "args": {}}]}}
 
@@ -286,15 +289,15 @@ def test_unknown_model_close_names_the_api_version() -> None:
 
 
 def test_close_codes_of_the_named_closes() -> None:
-    assert wire.NORMAL == wire.Close(1000, "")
+    assert (wire.NORMAL.code, wire.NORMAL.reason) == (1000, "")
     for close in (wire.BAD_KEY, wire.NO_KEY, wire.INVALID_ARGUMENT, wire.MEDIA_CHUNKS):
         assert close.code == 1007
     assert wire.NOT_FOUND.code == 1008
     for close in (wire.INTERNAL, wire.UNAVAILABLE, wire.QUOTA, wire.DEADLINE):
         assert close.code == 1011
-    every = (wire.BAD_KEY, wire.NO_KEY, wire.INVALID_ARGUMENT, wire.MEDIA_CHUNKS)
-    every += (wire.TEXT_MODALITY, wire.NOT_FOUND, wire.INTERNAL, wire.UNAVAILABLE, wire.QUOTA)
-    for close in (*every, wire.DEADLINE):
+    every = [wire.BAD_KEY, wire.NO_KEY, wire.INVALID_ARGUMENT, wire.MEDIA_CHUNKS]
+    every += [wire.TEXT_MODALITY, wire.NOT_FOUND, wire.INTERNAL, wire.UNAVAILABLE, wire.QUOTA]
+    for close in [*every, wire.DEADLINE]:
         assert len(close.reason.encode()) <= wire.MAX_REASON_BYTES
 
 

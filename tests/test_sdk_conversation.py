@@ -57,7 +57,8 @@ async def test_turn_ends_with_generation_complete_then_turn_complete_and_usage(
     assert max(turn.flags("model_turn")) < generation_complete < turn_complete
     assert turn_complete == len(turn.messages) - 1  # receive() stops there
     usage = turn.messages[-1].usage_metadata
-    assert usage is not None and usage.prompt_token_count == 25  # 25 tokens per audio second
+    assert usage is not None
+    assert usage.prompt_token_count == 25
 
 
 async def test_receive_ends_each_turn_and_the_next_call_gets_the_next_turn(
@@ -88,7 +89,8 @@ async def test_transcriptions_are_sent_only_when_enabled(emulator: LiveEmulator)
     assert transcribed.text("output_transcription") == "It is sunny in Lisbon today."
     # 2.5 models send one part per event: audio and transcript never share a message
     assert not set(transcribed.flags("model_turn")) & set(transcribed.flags("output_transcription"))
-    assert not plain.flags("input_transcription") and not plain.flags("output_transcription")
+    assert not plain.flags("input_transcription")
+    assert not plain.flags("output_transcription")
 
 
 async def test_gemini_3_models_put_audio_and_transcript_in_one_message(
@@ -96,7 +98,9 @@ async def test_gemini_3_models_put_audio_and_transcript_in_one_message(
 ) -> None:
     emulator.script.push(Reply(text="One two three four five six seven"))
     config = audio_config(**TRANSCRIBED)
-    async with sdk_client(emulator).aio.live.connect(model="gemini-3.8-live", config=config) as session:
+    async with sdk_client(emulator).aio.live.connect(
+        model="gemini-3.8-live", config=config
+    ) as session:
         await send_audio(session, padded(speech(1.0)))
         turn = await next_turn(session)
     assert set(turn.flags("output_transcription")) <= set(turn.flags("model_turn"))
@@ -136,7 +140,10 @@ async def test_silence_duration_decides_where_a_turn_ends(
 
 @pytest.mark.parametrize(
     ("sensitivity", "heard"),
-    [(types.StartSensitivity.START_SENSITIVITY_HIGH, True), (types.StartSensitivity.START_SENSITIVITY_LOW, False)],
+    [
+        (types.StartSensitivity.START_SENSITIVITY_HIGH, True),
+        (types.StartSensitivity.START_SENSITIVITY_LOW, False),
+    ],
 )
 async def test_start_sensitivity_decides_whether_quiet_speech_counts(
     emulator: LiveEmulator, sensitivity: types.StartSensitivity, heard: bool
@@ -207,7 +214,9 @@ async def test_text_input_is_answered(emulator: LiveEmulator) -> None:
 # -- barge-in ------------------------------------------------------------------------------
 
 
-async def _barge_in(emulator: LiveEmulator, config: types.LiveConnectConfig) -> tuple[list[object], bytes]:
+async def _barge_in(
+    emulator: LiveEmulator, config: types.LiveConnectConfig
+) -> tuple[list[object], bytes]:
     """Speak, wait for the first reply chunk, speak again; return the first turn's messages."""
     emulator.script.push(Reply(audio="tone", seconds=3.0), Reply(audio="parrot"))
     async with sdk_client(emulator).aio.live.connect(model=MODEL, config=config) as session:
@@ -268,17 +277,23 @@ async def test_tool_call_waits_for_the_matching_response(emulator: LiveEmulator)
             if message.tool_call:
                 [call] = message.tool_call.function_calls or []
                 assert not [m for m in messages if m.data], "no audio before the tool answer"
-                response = types.FunctionResponse(id=call.id, name=call.name, response={"output": "10:42"})
+                response = types.FunctionResponse(
+                    id=call.id, name=call.name, response={"output": "10:42"}
+                )
                 await session.send_tool_response(function_responses=[response])
-    assert call.name == "get_local_time" and str(call.id).startswith("function-call-")
+    assert call.name == "get_local_time"
+    assert str(call.id).startswith("function-call-")
     assert sum(len(m.data) for m in messages if m.data) == round(0.5 * OUTPUT_RATE) * 2
     tool_entries = [h for h in emulator.store.sessions["session-1"].history if h.role == "tool"]
-    assert tool_entries and "10:42" in tool_entries[0].text
+    assert tool_entries
+    assert "10:42" in tool_entries[0].text
 
 
 async def test_tool_response_with_a_wrong_id_closes_with_1008(emulator: LiveEmulator) -> None:
     emulator.script.push(Reply(tool_calls=(ToolCall("get_local_time"),)))
-    async with sdk_client(emulator).aio.live.connect(model=MODEL, config=audio_config(tools=TOOLS)) as session:
+    async with sdk_client(emulator).aio.live.connect(
+        model=MODEL, config=audio_config(tools=TOOLS)
+    ) as session:
         await send_audio(session, padded(speech(0.5)))
         with pytest.raises(errors.APIError) as raised:
             async for message in session.receive():
@@ -289,8 +304,12 @@ async def test_tool_response_with_a_wrong_id_closes_with_1008(emulator: LiveEmul
 
 
 async def test_barge_in_cancels_pending_tool_calls(emulator: LiveEmulator) -> None:
-    emulator.script.push(Reply(tool_calls=(ToolCall("get_local_time"), ToolCall("set_volume", {"level": 3}))))
-    async with sdk_client(emulator).aio.live.connect(model=MODEL, config=audio_config(tools=TOOLS)) as session:
+    emulator.script.push(
+        Reply(tool_calls=(ToolCall("get_local_time"), ToolCall("set_volume", {"level": 3})))
+    )
+    async with sdk_client(emulator).aio.live.connect(
+        model=MODEL, config=audio_config(tools=TOOLS)
+    ) as session:
         await send_audio(session, padded(speech(0.5)))
         messages = []
         async for message in session.receive():
@@ -299,7 +318,8 @@ async def test_barge_in_cancels_pending_tool_calls(emulator: LiveEmulator) -> No
                 calls = message.tool_call.function_calls or []
                 await send_audio(session, padded(speech(0.3)))  # the user talks instead
         # interrupted and turnComplete end the receive(); the cancellation follows them
-        assert messages[-2].server_content and messages[-2].server_content.interrupted
+        assert messages[-2].server_content
+        assert messages[-2].server_content.interrupted
         follow_up = await asyncio.wait_for(next_turn(session), 5)
     [cancellation] = follow_up.of("tool_call_cancellation")
     assert cancellation.ids == [call.id for call in calls]

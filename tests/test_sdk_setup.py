@@ -18,7 +18,6 @@ from tests.conftest import (
     next_turn,
     padded,
     sdk_client,
-    send_audio,
     speech,
 )
 
@@ -86,7 +85,7 @@ async def test_text_modality_is_rejected_by_native_audio_models(emulator: LiveEm
 async def test_deprecated_media_chunks_are_closed_with_1007(emulator: LiveEmulator) -> None:
     async with sdk_client(emulator).aio.live.connect(model=MODEL, config=audio_config()) as session:
         blob = types.Blob(data=speech(0.02), mime_type="audio/pcm;rate=16000")
-        with pytest.warns(DeprecationWarning):
+        with pytest.warns(DeprecationWarning, match="send"):
             await session.send(input=blob)
         with pytest.raises(errors.APIError) as raised:
             await next_turn(session)
@@ -106,7 +105,9 @@ def _raw_url(emulator: LiveEmulator, query: str = "") -> str:
 
 def _camel_audio(pcm: bytes) -> str:
     data = base64.b64encode(pcm).decode()  # the standard alphabet, as JS sends it
-    return json.dumps({"realtimeInput": {"audio": {"data": data, "mimeType": "audio/pcm;rate=16000"}}})
+    return json.dumps(
+        {"realtimeInput": {"audio": {"data": data, "mimeType": "audio/pcm;rate=16000"}}}
+    )
 
 
 async def _raw_turn(ws: websockets.ClientConnection) -> tuple[list[dict[str, object]], bytes]:
@@ -139,8 +140,9 @@ async def test_raw_camel_case_client_with_query_auth_and_standard_base64(
 
 
 async def test_first_message_must_be_setup(emulator: LiveEmulator) -> None:
-    async with ws_connect(_raw_url(emulator, f"?key={emulator.api_key}"),
-                          ssl=client_context(emulator.ca_file)) as ws:
+    async with ws_connect(
+        _raw_url(emulator, f"?key={emulator.api_key}"), ssl=client_context(emulator.ca_file)
+    ) as ws:
         await ws.send(_camel_audio(speech(0.02)))
         with pytest.raises(websockets.ConnectionClosedError) as raised:
             await ws.recv()
@@ -149,8 +151,9 @@ async def test_first_message_must_be_setup(emulator: LiveEmulator) -> None:
 
 
 async def test_second_setup_is_rejected(emulator: LiveEmulator) -> None:
-    async with ws_connect(_raw_url(emulator, f"?key={emulator.api_key}"),
-                          ssl=client_context(emulator.ca_file)) as ws:
+    async with ws_connect(
+        _raw_url(emulator, f"?key={emulator.api_key}"), ssl=client_context(emulator.ca_file)
+    ) as ws:
         setup = json.dumps({"setup": {"model": f"models/{MODEL}"}})
         await ws.send(setup)
         await ws.recv()

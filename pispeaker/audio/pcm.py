@@ -48,14 +48,14 @@ def resample(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
     if from_rate == to_rate or not pcm:
         return pcm
     out = soxr.resample(to_samples(pcm), from_rate, to_rate, quality="HQ")
-    return np.asarray(out, dtype="<i2").tobytes()
+    return bytes(np.asarray(out, dtype="<i2").tobytes())
 
 
 def tone(frequency_hz: float, seconds: float, rate: int, amplitude: float = 0.3) -> bytes:
     """A sine tone; ``amplitude`` is the peak as a fraction of full scale."""
     t = np.arange(round(seconds * rate)) / rate
     wave = amplitude * 32767.0 * np.sin(2.0 * math.pi * frequency_hz * t)
-    return np.round(wave).astype("<i2").tobytes()
+    return bytes(np.round(wave).astype("<i2").tobytes())
 
 
 def silence(seconds: float, rate: int) -> bytes:

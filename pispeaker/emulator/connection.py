@@ -179,7 +179,9 @@ class LiveConnection:
 
     async def serve(self) -> None:
         """Run the connection; return when the socket is closed."""
-        self._record("connect", api_version=self.handshake.api_version, method=self.handshake.method)
+        self._record(
+            "connect", api_version=self.handshake.api_version, method=self.handshake.method
+        )
         try:
             if await self._setup():
                 await self._run_session()
@@ -214,7 +216,7 @@ class LiveConnection:
             await work
         except ConnectionClosed:
             return
-        except Exception:  # noqa: BLE001 - logged, and turned into the server's internal error
+        except Exception:
             log.exception("emulator connection %d failed", self.number)
             await self.close(wire.INTERNAL)
 
@@ -242,7 +244,7 @@ class LiveConnection:
         assert isinstance(setup, dict)
         self._configure(setup)
         await self._send("setupComplete", {})
-        self._record("setup", model=self._model(setup), resumed=self.session_turns > 0)
+        self._record("setup", model=self._model(setup), resumed=self.session_turns > 0, setup=setup)
         if self.resumable:
             await self._send_handle()
         return True
@@ -423,7 +425,9 @@ class LiveConnection:
         await self._send("serverContent", {"turnComplete": True})
         if self._pending_calls:
             await self._send("toolCallCancellation", {"ids": list(self._pending_calls)})
-        self._record("interrupted", cancelled_calls=list(self._pending_calls), sent=self._sent_audio)
+        self._record(
+            "interrupted", cancelled_calls=list(self._pending_calls), sent=self._sent_audio
+        )
         self._remember("model", "(interrupted)", self._sent_audio)
         self._pending_calls.clear()
 
@@ -447,7 +451,9 @@ class LiveConnection:
         self._remember("user", turn.describe(), len(turn.audio))
         self._record("turn.start", turn=self.session.turns)
         if self.input_transcription:
-            await self._send("serverContent", {"inputTranscription": {"text": reply.heard or turn.describe()}})
+            await self._send(
+                "serverContent", {"inputTranscription": {"text": reply.heard or turn.describe()}}
+            )
         await asyncio.sleep(self.shared.behaviour.response_latency_s)
         if reply.tool_calls:
             await self._call_tools(reply.tool_calls)

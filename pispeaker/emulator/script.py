@@ -6,6 +6,7 @@ a tone, or given PCM), optional transcripts, and optional tool calls that must b
 before the audio follows.
 """
 
+import itertools
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -82,8 +83,10 @@ def split_chunks(pcm: bytes) -> list[bytes]:
 def split_words(text: str, parts: int) -> list[str]:
     """Spread a transcript over ``parts`` pieces, as the service interleaves it with audio."""
     words = text.split(" ")
-    per = -(-len(words) // max(parts, 1))
-    pieces = [" ".join(words[i : i + per]) for i in range(0, len(words), per)]
+    count = min(max(parts, 1), len(words))
+    share, extra = divmod(len(words), count)
+    bounds = [i * share + min(i, extra) for i in range(count + 1)]
+    pieces = [" ".join(words[a:b]) for a, b in itertools.pairwise(bounds)]
     return [piece if i == 0 else " " + piece for i, piece in enumerate(pieces)]
 
 

@@ -16,7 +16,7 @@ import asyncio
 import http
 import re
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import parse_qs
@@ -77,7 +77,7 @@ class EmulatorOptions:
     reject_media_chunks: bool = True
     slow_pong_s: float = 30.0
     faults: tuple[ScheduledFault, ...] = ()
-    default_reply: Reply = Reply()
+    default_reply: Reply = field(default_factory=Reply)
     timeline_path: Path | None = None
 
 
@@ -94,12 +94,11 @@ def parse_handshake(request: Request, number: int) -> Handshake | None:
         return None
     query = parse_qs(query_string)
     authorization = request.headers.get("Authorization", "")
-    credential = (
-        authorization.removeprefix("Token ").strip()
-        if authorization.startswith("Token ")
-        else request.headers.get("x-goog-api-key")
-        or (query.get("access_token") or query.get("key") or [None])[0]
-    )
+    if authorization.startswith("Token "):
+        credential: str | None = authorization.removeprefix("Token ").strip()
+    else:
+        in_query = query.get("access_token") or query.get("key") or []
+        credential = request.headers.get("x-goog-api-key") or next(iter(in_query), None)
     return Handshake(number, match["version"], match["method"], credential)
 
 
@@ -127,7 +126,10 @@ class LiveEmulator:
         return self
 
     async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop()
 
@@ -198,7 +200,8 @@ class LiveEmulator:
         return None
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
-        assert isinstance(ws, ControlledConnection) and ws.request is not None
+        assert isinstance(ws, ControlledConnection)
+        assert ws.request is not None
         self._accepted += 1
         handshake = parse_handshake(ws.request, self._accepted)
         assert handshake is not None  # _check_request refused other paths

@@ -60,11 +60,11 @@ class Timeline:
         self,
         kind: str,
         where: Callable[[Event], bool] = lambda _: True,
-        timeout: float = 10.0,
+        within_s: float = 10.0,
         start: int = 0,
     ) -> Event:
         """The first event of ``kind`` at index >= ``start`` that satisfies ``where``."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within_s):
             index = start
             while True:
                 for event in self.events[index:]:

@@ -7,6 +7,9 @@ so that tests can drive every documented behaviour with synthetic signals:
 - ``silence_duration_ms``: how long non-speech must last before end-of-speech is committed;
 - start sensitivity: HIGH commits on quieter sound than LOW;
 - end sensitivity: HIGH ends on a louder tail than LOW (it hears the end sooner).
+
+Speech continues while frames stay above the start threshold minus a hysteresis margin, so
+a steady sound near the threshold cannot flap between start and end.
 """
 
 from dataclasses import dataclass, field
@@ -18,8 +21,8 @@ FRAME_MS = 20
 FRAME_BYTES = INPUT_RATE * FRAME_MS // 1000 * SAMPLE_WIDTH
 #: Level (dBFS) a frame must reach to count as speech onset, by start sensitivity.
 START_THRESHOLD_DBFS = {"START_SENSITIVITY_HIGH": -45.0, "START_SENSITIVITY_LOW": -30.0}
-#: Level (dBFS) a frame must keep to continue speech, by end sensitivity.
-END_THRESHOLD_DBFS = {"END_SENSITIVITY_HIGH": -38.0, "END_SENSITIVITY_LOW": -50.0}
+#: How far (dB) below the start threshold speech may fall and continue, by end sensitivity.
+END_HYSTERESIS_DB = {"END_SENSITIVITY_HIGH": 3.0, "END_SENSITIVITY_LOW": 12.0}
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,12 @@ class VadSettings:
         """Read the camelCase ``automaticActivityDetection`` object; absent fields default."""
         return cls(
             start_sensitivity=_known(
-                detection.get("startOfSpeechSensitivity"), START_THRESHOLD_DBFS, cls.start_sensitivity
+                detection.get("startOfSpeechSensitivity"),
+                START_THRESHOLD_DBFS,
+                cls.start_sensitivity,
             ),
             end_sensitivity=_known(
-                detection.get("endOfSpeechSensitivity"), END_THRESHOLD_DBFS, cls.end_sensitivity
+                detection.get("endOfSpeechSensitivity"), END_HYSTERESIS_DB, cls.end_sensitivity
             ),
             prefix_padding_ms=int(detection.get("prefixPaddingMs", cls.prefix_padding_ms)),
             silence_duration_ms=int(detection.get("silenceDurationMs", default_silence_ms)),
@@ -82,6 +87,11 @@ class EnergyVad:
         """True between a committed start and its end."""
         return bool(self._speech)
 
+    @property
+    def _end_threshold(self) -> float:
+        start = START_THRESHOLD_DBFS[self.settings.start_sensitivity]
+        return start - END_HYSTERESIS_DB[self.settings.end_sensitivity]
+
     def feed(self, pcm: bytes) -> list[VadEvent]:
         """Consume audio; return the events it completes, in order."""
         data = self._pending + pcm
@@ -96,8 +106,9 @@ class EnergyVad:
         return events
 
     def flush(self) -> list[VadEvent]:
-        """End of stream (``audioStreamEnd``): end speech in progress, forget an uncommitted onset."""
+        """End of stream (``audioStreamEnd``): end speech in progress, drop an uncommitted onset."""
         self._onset.clear()
+        self._pending = b""  # a partial frame of the stream that ended
         return [self._end()] if self.in_speech else []
 
     def _frame(self, frame: bytes) -> VadEvent | None:
@@ -117,7 +128,7 @@ class EnergyVad:
 
     def _continue(self, frame: bytes, level: float) -> VadEvent | None:
         self._speech.append(frame)
-        if level >= END_THRESHOLD_DBFS[self.settings.end_sensitivity]:
+        if level >= self._end_threshold:
             self._voiced_frames, self._silent_frames = len(self._speech), 0
             return None
         self._silent_frames += 1

@@ -34,6 +34,9 @@ MAX_REASON_BYTES = 123
 AUDIO_MIME_OUT = "audio/pcm;rate=24000"
 
 
+_URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
+
+
 class WireError(ValueError):
     """A client message the server cannot parse."""
 
@@ -59,9 +62,7 @@ TEXT_MODALITY = Close(
 NOT_FOUND = Close(1008, "Requested entity was not found.")
 INTERNAL = Close(1011, "Internal error encountered.")
 UNAVAILABLE = Close(1011, "The service is currently unavailable.")
-QUOTA = Close(
-    1011, "You exceeded your current quota, please check your plan and billing details."
-)
+QUOTA = Close(1011, "You exceeded your current quota, please check your plan and billing details.")
 DEADLINE = Close(1011, "Deadline expired before operation could complete.")
 
 
@@ -113,8 +114,9 @@ def parse_client_message(raw: str | bytes) -> dict[str, Any]:
 
 def decode_bytes(text: str) -> bytes:
     """Decode base64 in either alphabet, padded or not."""
+    standard = text.translate(_URLSAFE_TO_STANDARD)
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
     except (binascii.Error, ValueError) as error:
         raise WireError(f"invalid base64 data: {error}") from error
 
@@ -150,4 +152,4 @@ def audio_part(pcm: bytes) -> dict[str, Any]:
 
 def duration_text(seconds: float) -> str:
     """A proto Duration in JSON form, e.g. ``"50s"`` or ``"9.5s"``."""
-    return f"{seconds:g}s"
+    return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"

@@ -1,0 +1,115 @@
+"""The command line as a person runs it: real subprocesses, real exit codes."""
+
+import os
+import signal
+import subprocess
+import sys
+import tomllib
+import wave
+from pathlib import Path
+
+from pispeaker.audio.pcm import OUTPUT_RATE
+from pispeaker.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "AIzaSy-this-must-never-be-printed-0123"
+
+
+def pispeaker(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    return subprocess.run(
+        [sys.executable, "-m", "pispeaker", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=base | (env or {}),
+    )
+
+
+def test_check_config_accepts_the_shipped_file_and_prints_it() -> None:
+    result = pispeaker("check-config", "config/pispeaker.toml")
+    assert result.returncode == 0, result.stderr
+    assert Config.model_validate(tomllib.loads(result.stdout)) == Config()
+
+
+def test_check_config_reports_three_mistakes_at_once_with_exit_78(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[live]\nmodle = "x"\nsilence_duration_ms = 50\n[logging]\ntranscripts = "yes"\n'
+    )
+    result = pispeaker("--config", str(bad), "check-config")
+    assert result.returncode == 78
+    problems = [line.strip() for line in result.stderr.splitlines() if line.startswith("  ")]
+    assert len(problems) == 3, result.stderr
+    assert any(p.startswith("live.modle:") and "did you mean 'model'" in p for p in problems)
+    assert any(p.startswith("live.silence_duration_ms:") for p in problems)
+    assert any(p.startswith("logging.transcripts:") for p in problems)
+
+
+def test_check_config_hides_the_api_key(tmp_path: Path) -> None:
+    result = pispeaker("check-config", "config/pispeaker.toml", env={"GEMINI_API_KEY": SECRET})
+    assert result.returncode == 0
+    assert SECRET not in result.stdout + result.stderr
+    assert "$GEMINI_API_KEY" in result.stdout
+
+
+def test_missing_config_file_names_it_and_exits_78(tmp_path: Path) -> None:
+    result = pispeaker("check-config", str(tmp_path / "absent.toml"))
+    assert result.returncode == 78
+    assert "absent.toml" in result.stderr
+
+
+def test_demo_writes_the_reply_wav(tmp_path: Path) -> None:
+    reply = tmp_path / "reply.wav"
+    result = pispeaker("demo", "--fast", "--output", str(reply))
+    assert result.returncode == 0, result.stderr
+    assert "turn complete" in result.stdout
+    with wave.open(str(reply)) as wav:
+        assert (wav.getframerate(), wav.getnchannels()) == (OUTPUT_RATE, 1)
+        assert wav.getnframes() > OUTPUT_RATE  # the generated utterance lasts 1.6 s
+
+
+def test_demo_reads_a_stereo_48khz_wav(tmp_path: Path) -> None:
+    import numpy as np
+
+    said = tmp_path / "said.wav"
+    t = np.arange(48_000) / 48_000
+    voice = np.round(0.3 * 32767 * np.sin(2 * np.pi * 250 * t)).astype("<i2")
+    framed = np.concatenate([np.zeros(9600, "<i2"), voice, np.zeros(24000, "<i2")])
+    with wave.open(str(said), "wb") as wav:
+        wav.setnchannels(2), wav.setsampwidth(2), wav.setframerate(48_000)
+        wav.writeframes(np.repeat(framed, 2).tobytes())
+    reply = tmp_path / "reply.wav"
+    result = pispeaker("demo", "--fast", "--input", str(said), "--output", str(reply))
+    assert result.returncode == 0, result.stderr
+    with wave.open(str(reply)) as wav:
+        assert abs(wav.getnframes() / OUTPUT_RATE - 1.0) <= 0.04  # 1 s of speech parroted
+
+
+def test_emulator_command_serves_until_interrupted(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pispeaker",
+            "emulator",
+            "--port",
+            "0",
+            "--state-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(4)]
+        assert lines[1].split()[-1].startswith("https://127.0.0.1:")
+        assert Path(lines[2].split()[-1]) == tmp_path / "emulator-ca.pem"
+        assert (tmp_path / "emulator-ca.pem").read_text().startswith("-----BEGIN CERTIFICATE")
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
