@@ -66,7 +66,7 @@ def _add_emulator(commands: "argparse._SubParsersAction[argparse.ArgumentParser]
     emulator.add_argument("--host", default="127.0.0.1", help="address to listen on")
     emulator.add_argument("--port", type=int, default=8443, help="TCP port (0 picks a free one)")
     emulator.add_argument("--api-key", default=None, help="the key it accepts")
-    emulator.add_argument("--pace", type=float, default=1.0, help="1 real time, 0 fastest")
+    emulator.add_argument("--pace", type=float, default=0.0, help="1 real time, 0 fastest")
     emulator.add_argument(
         "--lifetime", type=float, default=600.0, help="connection lifetime in seconds (goAway)"
     )
@@ -82,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:  # connection chatter of the emulator's and the SDK's websockets
+        logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         return _run(args)
     except PispeakerError as error:

@@ -46,7 +46,7 @@ async def run_demo(config: Config, options: DemoOptions) -> int:
     utterance = (
         read_wav(options.input_wav, INPUT_RATE) if options.input_wav else spoken_like_utterance()
     )
-    emulator_options = EmulatorOptions(pace=1.0 if options.realtime else 0.0)
+    emulator_options = EmulatorOptions(playback_hold=1.0 if options.realtime else 0.0)
     async with LiveEmulator(emulator_options) as emulator:
         report("emulator", f"Live API emulator at {emulator.base_url}")
         live = config.live.model_copy(

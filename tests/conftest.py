@@ -15,7 +15,7 @@ from pispeaker.emulator import EmulatorOptions, LiveEmulator, client_context
 
 MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 #: Replies as fast as possible, no thinking time: tests wait on events, never on the clock.
-FAST = EmulatorOptions(pace=0.0, response_latency_s=0.0, default_silence_ms=200)
+FAST = EmulatorOptions(pace=0.0, playback_hold=0.0, response_latency_s=0.0, default_silence_ms=200)
 CHUNK = 640  # 20 ms of 16 kHz s16le
 
 StartEmulator = Callable[..., Awaitable[LiveEmulator]]

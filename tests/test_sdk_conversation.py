@@ -12,6 +12,7 @@ from pispeaker.emulator.script import CHUNK_S, FIRST_CHUNK_S
 from tests.conftest import (
     MODEL,
     StartEmulator,
+    Turn,
     audio_config,
     next_turn,
     padded,
@@ -326,3 +327,22 @@ async def test_barge_in_cancels_pending_tool_calls(emulator: LiveEmulator) -> No
     assert [c.name for c in calls] == ["get_local_time", "set_volume"]
     assert calls[1].args == {"level": 3}
     assert follow_up.audio  # and the user's new turn is answered
+
+
+async def test_barge_in_after_generation_complete_interrupts_the_assumed_playback(
+    start_emulator: StartEmulator,
+) -> None:
+    # Generated in a burst, but the server holds turnComplete for 3 s of real-time playback.
+    emulator = await start_emulator(pace=0.0, playback_hold=1.0)
+    emulator.script.push(Reply(audio="tone", seconds=3.0))
+    async with sdk_client(emulator).aio.live.connect(model=MODEL, config=audio_config()) as session:
+        await send_audio(session, padded(speech(0.5)))
+        turn = Turn()
+        async for message in session.receive():
+            turn.messages.append(message)
+            if message.server_content and message.server_content.generation_complete:
+                await send_audio(session, padded(speech(0.3)))
+    assert len(turn.audio) == 3 * OUTPUT_RATE * 2  # everything arrived before the barge-in
+    [generation_complete] = turn.flags("generation_complete")
+    [interrupted] = turn.flags("interrupted")
+    assert generation_complete < interrupted < turn.flags("turn_complete")[0]

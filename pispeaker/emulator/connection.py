@@ -82,6 +82,7 @@ class Behaviour:
     api_keys: frozenset[str]
     models: frozenset[str]
     pace: float
+    playback_hold: float
     response_latency_s: float
     connection_lifetime_s: float | None
     go_away_lead_s: float
@@ -475,7 +476,8 @@ class LiveConnection:
         self._record("generation.complete", audio_bytes=len(pcm))
         # The server assumes real-time playback from the first chunk and holds turnComplete
         # until that playback would end; a barge-in until then still interrupts.
-        await asyncio.sleep(max(0.0, start + offset * self.shared.behaviour.pace - clock()))
+        hold = max(self.shared.behaviour.pace, self.shared.behaviour.playback_hold)
+        await asyncio.sleep(max(0.0, start + offset * hold - clock()))
         await self._send("serverContent", {"turnComplete": True}, usageMetadata=_usage(turn, pcm))
         self._remember("model", text, len(pcm))
         self._record("turn.complete", turn=self.session.turns, audio_bytes=len(pcm))

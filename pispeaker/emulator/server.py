@@ -60,7 +60,10 @@ class EmulatorOptions:
     """How the emulated service behaves. Times are seconds unless named otherwise.
 
     ``pace`` scales reply delivery: 1.0 sends audio chunks in real time (as playback would
-    consume them), 0 as fast as possible. ``connection_lifetime_s`` None means connections
+    consume them), 0 as fast as possible (as the real service generates). ``playback_hold``
+    scales how long turnComplete waits after the first chunk for the client's playback to
+    end (1.0 real time, as the real service assumes; 0 not at all); barge-in is possible
+    until then. ``connection_lifetime_s`` None means connections
     live forever; otherwise ``goAway`` comes ``go_away_lead_s`` before the 1011 close.
     """
 
@@ -69,6 +72,7 @@ class EmulatorOptions:
     api_keys: frozenset[str] = frozenset({DEFAULT_API_KEY})
     models: frozenset[str] = DEFAULT_MODELS
     pace: float = 1.0
+    playback_hold: float = 1.0
     response_latency_s: float = 0.3
     connection_lifetime_s: float | None = None
     go_away_lead_s: float = 50.0
