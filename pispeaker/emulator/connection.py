@@ -13,12 +13,13 @@ import asyncio
 import enum
 import itertools
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, duration_s, resample
 from pispeaker.emulator import wire
@@ -31,7 +32,7 @@ from pispeaker.emulator.script import (
     split_chunks,
     split_words,
 )
-from pispeaker.emulator.store import HistoryEntry, ResumeRejected, Session, SessionStore
+from pispeaker.emulator.store import HistoryEntry, ResumeRejected, Role, Session, SessionStore
 from pispeaker.emulator.timeline import Timeline
 from pispeaker.emulator.vad import EnergyVad, VadEvent, VadSettings
 
@@ -124,8 +125,8 @@ class ControlledConnection(ServerConnection):
         self._late_pongs: set[asyncio.Task[None]] = set()
         send_frame = self.protocol.send_frame
 
-        def send_or_hold(frame: Any) -> None:
-            if frame.opcode != wire_pong() or self.pong_delay == 0:
+        def send_or_hold(frame: Frame) -> None:
+            if frame.opcode is not Opcode.PONG or self.pong_delay == 0:
                 send_frame(frame)
             elif self.pong_delay is not None:
                 task = asyncio.ensure_future(self._pong_later(bytes(frame.data), self.pong_delay))
@@ -142,13 +143,6 @@ class ControlledConnection(ServerConnection):
             await self.pong(data)
         except ConnectionClosed:
             return
-
-
-def wire_pong() -> int:
-    """The PONG opcode (imported lazily to keep websockets' frame internals in one place)."""
-    from websockets.frames import Opcode
-
-    return Opcode.PONG
 
 
 class LiveConnection:
@@ -320,7 +314,7 @@ class LiveConnection:
             self._record("client.error", error=str(error))
             await self.close(wire.INVALID_ARGUMENT)
 
-    def _handlers(self) -> dict[str, Any]:
+    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[None]]]:
         return {
             "realtimeInput": self._on_realtime_input,
             "clientContent": self._on_client_content,
@@ -441,8 +435,8 @@ class LiveConnection:
                 await asyncio.wait([self._reply_task])
             finally:
                 self._reply_task.cancel()
-            if not self._reply_task.cancelled() and self._reply_task.exception():
-                raise self._reply_task.exception()  # type: ignore[misc]
+            if not self._reply_task.cancelled():  # cancelled means interrupted: next turn
+                self._reply_task.result()  # re-raises a failure of the reply
 
     async def _reply(self, turn: UserTurn) -> None:
         reply = self.shared.script.next_reply()
@@ -564,7 +558,7 @@ class LiveConnection:
     async def _send(self, kind: str, body: dict[str, Any], **extra: Any) -> None:
         await self.ws.send(wire.server_message(kind, body, **extra))
 
-    def _remember(self, role: Any, text: str, audio_bytes: int = 0) -> None:
+    def _remember(self, role: Role, text: str, audio_bytes: int = 0) -> None:
         if self.session:
             self.session.history.append(HistoryEntry(role, text, audio_bytes))
 

@@ -11,12 +11,14 @@ from typing import Literal
 
 from pispeaker.emulator import wire
 
+Role = Literal["user", "model", "tool"]
+
 
 @dataclass(frozen=True)
 class HistoryEntry:
     """One entry of the conversation the server remembers."""
 
-    role: Literal["user", "model", "tool"]
+    role: Role
     text: str
     audio_bytes: int = 0
 
