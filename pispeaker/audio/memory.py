@@ -1,0 +1,114 @@
+"""In-memory audio adapters for fast tests and the demo: they pass the same contract suite as
+the real ALSA adapter."""
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, SAMPLE_WIDTH, byte_count, duration_s
+from pispeaker.audio.ports import DeviceLostError
+
+
+class MemorySource:
+    """A microphone that says ``audio``, then room silence forever.
+
+    With ``realtime`` each chunk arrives when a real microphone would deliver it; without,
+    chunks come as fast as they are read (silence then too: tests stop reading).
+    ``lose_after_s`` makes the device disappear after that much audio.
+    """
+
+    def __init__(
+        self,
+        audio: bytes = b"",
+        chunk_ms: int = 20,
+        realtime: bool = False,
+        lose_after_s: float | None = None,
+    ) -> None:
+        self.chunk_bytes = byte_count(chunk_ms / 1000, INPUT_RATE)
+        self._audio = audio
+        self._realtime = realtime
+        self._lose_at = None if lose_after_s is None else byte_count(lose_after_s, INPUT_RATE)
+        self._position = 0
+        self._started_at: float | None = None
+        self.running = False
+
+    async def start(self) -> None:
+        self.running = True
+        self._started_at = asyncio.get_running_loop().time()
+
+    async def read(self) -> bytes:
+        if not self.running:
+            raise DeviceLostError("memory microphone is not started")
+        if self._lose_at is not None and self._position >= self._lose_at:
+            raise DeviceLostError("memory microphone disappeared (as scripted)")
+        chunk = self._audio[self._position : self._position + self.chunk_bytes]
+        chunk += bytes(self.chunk_bytes - len(chunk))  # pad with silence
+        self._position += self.chunk_bytes
+        if self._realtime and self._started_at is not None:
+            due = self._started_at + self._position / (SAMPLE_WIDTH * INPUT_RATE)
+            await asyncio.sleep(max(0.0, due - asyncio.get_running_loop().time()))
+        else:
+            await asyncio.sleep(0)  # a read is a suspension point, as with a real device
+        return chunk
+
+    async def stop(self) -> None:
+        self.running = False
+
+
+class MemorySink:
+    """A speaker that records what it plays in ``played``.
+
+    With ``realtime`` audio takes its real duration to play (so flushes cut it short, as on
+    a device); without, it plays the moment it is written.
+    """
+
+    def __init__(self, realtime: bool = False) -> None:
+        self.tap: Callable[[bytes], None] | None = None
+        self.played = bytearray()
+        self.flushed_at: list[int] = []  # len(played) at each flush
+        self._realtime = realtime
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._player: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def start(self) -> None:
+        if self._player is None:
+            self._player = asyncio.create_task(self._play_forever(), name="memory-sink")
+
+    def write(self, pcm: bytes) -> None:
+        if self._player is None:
+            raise DeviceLostError("memory speaker is not started")
+        self._idle.clear()
+        self._queue.put_nowait(pcm)
+
+    def flush(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self.flushed_at.append(len(self.played))
+        if self._player is not None:  # cut the piece playing now short
+            self._player.cancel()
+            self._player = asyncio.create_task(self._play_forever(), name="memory-sink")
+        self._idle.set()
+
+    async def drain(self) -> None:
+        await self._idle.wait()
+
+    async def stop(self) -> None:
+        if self._player is not None:
+            self._player.cancel()
+            with contextlib.suppress(asyncio.CancelledError):  # only the cancel we asked for
+                await self._player
+            self._player = None
+        self._idle.set()
+
+    async def _play_forever(self) -> None:
+        while True:
+            if self._queue.empty():
+                self._idle.set()
+            pcm = await self._queue.get()
+            if self._realtime:
+                await asyncio.sleep(duration_s(pcm, OUTPUT_RATE))
+            self.played.extend(pcm)
+            if self.tap:
+                self.tap(pcm)

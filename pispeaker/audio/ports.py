@@ -1,0 +1,86 @@
+"""The audio ports: what the controller needs from a microphone and a speaker.
+
+Adapters (ALSA, WAV files, in-memory fakes) implement these Protocols; the contract suite in
+tests/test_audio_contract.py runs against each of them.
+"""
+
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from pispeaker.audio.pcm import INPUT_RATE, byte_count
+from pispeaker.errors import PispeakerError
+
+
+class DeviceLostError(PispeakerError, OSError):
+    """An audio device failed or disappeared; the message names it and the next step."""
+
+
+class AudioSource(Protocol):
+    """A microphone: 16 kHz mono s16le in chunks of exactly ``chunk_bytes``."""
+
+    chunk_bytes: int
+
+    async def start(self) -> None:
+        """Open the device; raise DeviceLostError if it cannot be opened."""
+
+    async def read(self) -> bytes:
+        """The next chunk, waiting for it; raise DeviceLostError if the device went away."""
+
+    async def stop(self) -> None:
+        """Close the device; safe to call twice."""
+
+
+class AudioSink(Protocol):
+    """A speaker: 24 kHz mono s16le."""
+
+    #: Called with every piece of audio as it is handed to the device: the reference signal
+    #: an echo canceller needs.
+    tap: Callable[[bytes], None] | None
+
+    async def start(self) -> None:
+        """Open the device; raise DeviceLostError if it cannot be opened."""
+
+    def write(self, pcm: bytes) -> None:
+        """Queue audio to play; never blocks (control beats data)."""
+
+    def flush(self) -> None:
+        """Drop all queued audio and what the device holds, at once (barge-in)."""
+
+    async def drain(self) -> None:
+        """Return once everything queued before the call has played (or was flushed)."""
+
+    async def stop(self) -> None:
+        """Close the device; safe to call twice."""
+
+
+class PrerollRing:
+    """The most recent ``seconds`` of microphone audio, so that words spoken right after the
+    wake word are not lost while the session connects."""
+
+    def __init__(self, seconds: float, rate: int = INPUT_RATE) -> None:
+        self.capacity = byte_count(seconds, rate)
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+
+    def append(self, chunk: bytes) -> None:
+        """Keep ``chunk``, forgetting the oldest audio beyond the capacity."""
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        while self._size - len(self._chunks[0]) >= self.capacity:
+            self._size -= len(self._chunks.popleft())
+
+    def take(self) -> bytes:
+        """Everything kept, oldest first, as whole chunks (at most one chunk over capacity);
+        the ring is empty afterwards."""
+        audio = b"".join(self._chunks)
+        self.clear()
+        return audio
+
+    def clear(self) -> None:
+        """Forget everything (e.g. on mute: nothing captured then may be used)."""
+        self._chunks.clear()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
