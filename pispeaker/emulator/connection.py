@@ -169,6 +169,7 @@ class LiveConnection:
         self._tool_waiter: asyncio.Future[list[dict[str, Any]]] | None = None
         self._tool_answers: list[dict[str, Any]] = []
         self._sent_audio = 0
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -188,22 +189,23 @@ class LiveConnection:
                 self.shared.store.detach(self.session, self.shared.timeline.now())
 
     async def _run_session(self) -> None:
-        background = [
-            asyncio.create_task(self._guard(self._responder()), name=f"responder-{self.number}"),
-            asyncio.create_task(self._guard(self._lifetime()), name=f"lifetime-{self.number}"),
-        ]
-        background += [
-            asyncio.create_task(self._guard(self._scheduled(f)), name=f"fault-{self.number}")
-            for f in self.shared.behaviour.faults
-            if f.connection in (None, self.number)
-        ]
+        self._spawn(self._responder(), "responder")
+        self._spawn(self._lifetime(), "lifetime")
+        for fault in self.shared.behaviour.faults:
+            if fault.connection in (None, self.number):
+                self._spawn(self._scheduled(fault), "fault")
         try:
             async for raw in self.ws:
                 await self._dispatch(raw)
         finally:
-            for task in background:
+            for task in self._background:
                 task.cancel()
-            await asyncio.wait(background)
+            await asyncio.wait(self._background)
+
+    def _spawn(self, work: Awaitable[None], name: str) -> None:
+        """Run work in the background of this connection; it ends with the connection."""
+        task = asyncio.create_task(self._guard(work), name=f"{name}-{self.number}")
+        self._background.add(task)
 
     async def _guard(self, work: Awaitable[None]) -> None:
         """Run background work; a bug in it closes the socket with 1011 instead of hanging."""
@@ -526,10 +528,14 @@ class LiveConnection:
         await self._go_away(lead)
 
     async def _go_away(self, lead: float) -> None:
+        """Announce the end of the connection; close it ``lead`` seconds later."""
         await self._send("goAway", {"timeLeft": wire.duration_text(lead)})
         self._record("go_away", time_left_s=lead)
-        await asyncio.sleep(lead)
-        await self.close(wire.DEADLINE)
+        self._spawn(self._close_later(lead, wire.DEADLINE), "deadline")
+
+    async def _close_later(self, delay: float, close: wire.Close) -> None:
+        await asyncio.sleep(delay)
+        await self.close(close)
 
     async def _scheduled(self, scheduled: ScheduledFault) -> None:
         await asyncio.sleep(scheduled.at_s)

@@ -55,9 +55,12 @@ def _websocket_args(live: LiveConfig) -> dict[str, Any]:
     return args
 
 
-def connect_config(live: LiveConfig, resume_handle: str | None = None) -> types.LiveConnectConfig:
+def connect_config(
+    live: LiveConfig, resume_handle: str | None = None, tools: list[types.Tool] | None = None
+) -> types.LiveConnectConfig:
     """The LiveConnectConfig for one session (``resume_handle`` continues an earlier one)."""
     return types.LiveConnectConfig(
+        tools=tools or None,
         response_modalities=[types.Modality.AUDIO],
         system_instruction=live.system_instruction,
         speech_config=types.SpeechConfig(

@@ -1,0 +1,172 @@
+"""The Live link against the emulator through the real SDK: no lost words, handovers, tools."""
+
+import asyncio
+from collections.abc import Callable
+
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, resample
+from pispeaker.config import LiveConfig
+from pispeaker.emulator import Fault, LiveEmulator, Reply, ScheduledFault, ToolCall
+from pispeaker.live.failures import Kind
+from pispeaker.live.link import (
+    Interrupted,
+    LinkEvent,
+    LiveLink,
+    Lost,
+    ModelAudio,
+    Ready,
+    ToolRequest,
+    TurnComplete,
+)
+from tests.conftest import StartEmulator, padded, speech
+
+CHUNK = byte_count(0.02, INPUT_RATE)
+
+
+class Recorder:
+    """Collects link events and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.events: list[LinkEvent] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, event: LinkEvent) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    async def wait_for(
+        self, kind: type, where: Callable[[LinkEvent], bool] = lambda e: True, count: int = 1
+    ) -> LinkEvent:
+        async with asyncio.timeout(10):
+            while True:
+                matching = [e for e in self.events if isinstance(e, kind) and where(e)]
+                if len(matching) >= count:
+                    return matching[count - 1]
+                self._changed.clear()
+                await self._changed.wait()
+
+    def audio(self) -> bytes:
+        return b"".join(e.pcm for e in self.events if isinstance(e, ModelAudio))
+
+
+def _link(emulator: LiveEmulator, recorder: Recorder, **live: object) -> LiveLink:
+    pointed = {"base_url": emulator.base_url, "ca_file": emulator.ca_file}
+    config = LiveConfig().model_copy(update=pointed | {"silence_duration_ms": 200} | live)
+    return LiveLink(config, emulator.api_key, recorder)
+
+
+async def _stream(link: LiveLink, pcm: bytes, realtime: bool) -> None:
+    for offset in range(0, len(pcm), CHUNK):
+        link.send_audio(pcm[offset : offset + CHUNK])
+        await asyncio.sleep(0.02 if realtime else 0)
+
+
+async def test_audio_queued_before_the_session_is_ready_is_sent(emulator: LiveEmulator) -> None:
+    recorder, said = Recorder(), speech(0.8)
+    link = _link(emulator, recorder)
+    link.send_audio(padded(said))  # the pre-roll: captured while connecting
+    link.open()
+    await recorder.wait_for(TurnComplete)
+    assert recorder.events[0] == Ready(resumed=False)
+    assert recorder.audio() == resample(said, INPUT_RATE, OUTPUT_RATE)
+    assert link.sent_bytes == len(padded(said))
+    await link.close()
+
+
+async def test_go_away_mid_utterance_loses_no_audio(start_emulator: StartEmulator) -> None:
+    emulator = await start_emulator(
+        faults=(ScheduledFault(Fault.GO_AWAY, at_s=0.3, connection=1),), go_away_lead_s=10.0
+    )
+    recorder = Recorder()
+    link = _link(emulator, recorder)
+    link.open()
+    await recorder.wait_for(Ready)
+    stream = padded(speech(1.5), lead_s=0.2, tail_s=0.6)
+    await _stream(link, stream, realtime=True)
+    await recorder.wait_for(TurnComplete)
+    assert Ready(resumed=True) in recorder.events  # handed over, not cut off
+    [session] = emulator.store.sessions.values()
+    await emulator.timeline.wait_for(
+        "audio.in", lambda _: session.uploaded_audio_bytes == len(stream), within_s=5
+    )
+    assert [e.connection for e in emulator.timeline.of("setup")] == [1, 2]
+    assert not emulator.timeline.of("close", connection=1)  # we left before the deadline
+    await link.close()
+
+
+async def test_go_away_during_a_reply_hands_over_after_the_turn(
+    start_emulator: StartEmulator,
+) -> None:
+    emulator = await start_emulator(pace=1.0, go_away_lead_s=20.0)
+    emulator.script.push(Reply(audio="tone", seconds=1.0), Reply(audio="tone", seconds=0.3))
+    recorder = Recorder()
+    link = _link(emulator, recorder)
+    link.send_audio(padded(speech(0.3)))
+    link.open()
+    await recorder.wait_for(ModelAudio)
+    await emulator.inject(Fault.GO_AWAY)
+    await recorder.wait_for(Ready, lambda e: e == Ready(resumed=True))
+    assert len(recorder.audio()) == OUTPUT_RATE * 2  # the whole reply arrived first
+    link.send_audio(padded(speech(0.3)))
+    await recorder.wait_for(TurnComplete, count=2)  # the resumed session answers
+    await link.close()
+
+
+async def test_transient_loss_is_reported_and_resume_continues_the_session(
+    emulator: LiveEmulator,
+) -> None:
+    recorder = Recorder()
+    link = _link(emulator, recorder)
+    link.open()
+    await recorder.wait_for(Ready)
+    await emulator.inject(Fault.INTERNAL_ERROR)
+    lost = await recorder.wait_for(Lost)
+    assert isinstance(lost, Lost)
+    assert (lost.failure.kind, lost.failure.code) == (Kind.TRANSIENT, 1011)
+    assert link.handle is not None
+    link.send_audio(padded(speech(0.5)))  # spoken while reconnecting: kept
+    link.open(resume=True)
+    await recorder.wait_for(TurnComplete)
+    assert Ready(resumed=True) in recorder.events
+    assert len(emulator.store.sessions) == 1
+    await link.close()
+
+
+async def test_tool_requests_are_reported_and_answered(emulator: LiveEmulator) -> None:
+    emulator.script.push(Reply(audio="tone", seconds=0.2, tool_calls=(ToolCall("get_local_time"),)))
+    recorder = Recorder()
+    link = _link(emulator, recorder)
+    link.send_audio(padded(speech(0.4)))
+    link.open()
+    request = await recorder.wait_for(ToolRequest)
+    assert isinstance(request, ToolRequest)
+    assert request.name == "get_local_time"
+    await link.respond(request, {"output": "10:42"})
+    await recorder.wait_for(TurnComplete)
+    assert len(recorder.audio()) == byte_count(0.2, OUTPUT_RATE)
+    await link.close()
+
+
+async def test_close_forgets_unsent_audio_and_the_handle(emulator: LiveEmulator) -> None:
+    recorder = Recorder()
+    link = _link(emulator, recorder)
+    link.open()
+    await recorder.wait_for(Ready)
+    await link.close()
+    link.send_audio(speech(0.2))
+    await link.close()
+    assert link.handle is None
+    assert not link.connected
+    assert emulator.store.sessions["session-1"].uploaded_audio_bytes == 0
+
+
+async def test_server_interruption_is_reported(start_emulator: StartEmulator) -> None:
+    emulator = await start_emulator(pace=1.0)
+    emulator.script.push(Reply(audio="tone", seconds=3.0))
+    recorder = Recorder()
+    link = _link(emulator, recorder)
+    link.send_audio(padded(speech(0.4)))
+    link.open()
+    await recorder.wait_for(ModelAudio)
+    link.send_audio(padded(speech(0.3)))
+    await recorder.wait_for(Interrupted)
+    await link.close()
