@@ -11,6 +11,7 @@ from google import genai
 from google.genai import types
 
 from pispeaker.config import LiveConfig
+from pispeaker.tools import Tool
 
 INPUT_MIME = "audio/pcm;rate=16000"
 
@@ -94,3 +95,21 @@ def connect_config(
 
 def _enabled(flag: bool) -> types.AudioTranscriptionConfig | None:
     return types.AudioTranscriptionConfig() if flag else None
+
+
+def declarations(tools: list[Tool]) -> list[types.Tool]:
+    """The tools as the session setup declares them (JSON schema parameters)."""
+    if not tools:
+        return []
+    return [
+        types.Tool(
+            function_declarations=[
+                types.FunctionDeclaration(
+                    name=tool.name,
+                    description=tool.description,
+                    parameters_json_schema=tool.parameters,
+                )
+                for tool in tools
+            ]
+        )
+    ]

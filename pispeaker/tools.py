@@ -1,0 +1,105 @@
+"""Functions the model may call, and running them safely.
+
+A tool is a name, a description, a JSON schema for its arguments and an async function. The
+ToolBox answers every call with ``{"output": ...}`` or ``{"error": ...}``: an unknown tool,
+bad arguments or a failing tool become an error response the model can read, never a crash.
+"""
+
+import datetime
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Response = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One callable function, declared to the model in the session setup."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]  # JSON schema of an object
+    run: Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class ToolError(Exception):
+    """A tool's own, expected failure: its message goes back to the model."""
+
+
+class ToolBox:
+    """The tools of a session, by name."""
+
+    def __init__(self, tools: Iterable[Tool]) -> None:
+        self.tools = {tool.name: tool for tool in tools}
+
+    async def call(self, name: str, args: dict[str, Any]) -> Response:
+        """Run tool ``name``; the answer is an output or an error, never an exception."""
+        tool = self.tools.get(name)
+        if tool is None:
+            log.warning("the model called an unknown tool %r", name)
+            return {"error": f"unknown tool {name!r}; available: {', '.join(sorted(self.tools))}"}
+        try:
+            return {"output": await tool.run(args)}
+        except ToolError as error:
+            return {"error": str(error)}
+        except Exception as error:  # logged: a tool bug must not end the conversation
+            log.exception("tool %s failed", name)
+            return {"error": f"{name} failed: {error}"}
+
+
+def builtin_tools(
+    end_conversation: Callable[[], None],
+    set_volume: Callable[[int], None],
+    now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now().astimezone(),
+) -> list[Tool]:
+    """end_conversation, set_volume and get_local_time, wired to the given actions."""
+
+    async def end(_args: dict[str, Any]) -> str:
+        end_conversation()
+        return "the conversation will end after your reply"
+
+    async def volume(args: dict[str, Any]) -> str:
+        level = args.get("level")
+        if not isinstance(level, int | float) or not 0 <= level <= 100:
+            raise ToolError(f"level must be a number from 0 to 100, got {level!r}")
+        set_volume(round(level))
+        return f"volume set to {round(level)}"
+
+    async def local_time(_args: dict[str, Any]) -> str:
+        return now().isoformat(timespec="seconds")
+
+    return [
+        Tool(
+            "end_conversation",
+            "End the conversation when the user is done (say goodbye first).",
+            {"type": "object", "properties": {}},
+            end,
+        ),
+        Tool(
+            "set_volume",
+            "Set the speaker volume.",
+            {
+                "type": "object",
+                "properties": {
+                    "level": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 100,
+                        "description": "volume from 0 (silent) to 100 (loudest)",
+                    }
+                },
+                "required": ["level"],
+            },
+            volume,
+        ),
+        Tool(
+            "get_local_time",
+            "The current local date and time with the UTC offset.",
+            {"type": "object", "properties": {}},
+            local_time,
+        ),
+    ]
