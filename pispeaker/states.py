@@ -78,8 +78,8 @@ class Uplink(enum.Enum):
 
 @dataclass(frozen=True)
 class Status:
-    """The machine's whole state: the State, and whether the conversation is closing
-    (the model called end_conversation while speaking: end when the reply is done)."""
+    """The machine's whole state: the State, and whether the conversation is closing (the
+    model called end_conversation: end once its reply, usually a goodbye, is done)."""
 
     state: State = State.IDLE
     closing: bool = False
@@ -88,6 +88,7 @@ class Status:
 Transition = tuple[Status, tuple[Effect, ...]]
 Rule = Callable[[Status], Transition]
 
+_CLOSABLE = frozenset({State.LISTENING, State.THINKING, State.SPEAKING})
 CONVERSATION = frozenset(
     {State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING, State.INTERRUPTED}
 )
@@ -127,8 +128,9 @@ def transition(status: Status, event: Event) -> Transition:
 
 
 def _to(state: State, *effects: Effect) -> Rule:
-    """A rule that moves to ``state`` (clearing ``closing``) with ``effects``."""
-    return lambda _status: (Status(state), effects)
+    """A rule that moves to ``state`` with ``effects``; ``closing`` survives only while the
+    conversation heads for its last reply (a barge-in means the user had more to say)."""
+    return lambda status: (Status(state, status.closing and state in _CLOSABLE), effects)
 
 
 def _reply_done(status: Status) -> Transition:
@@ -153,10 +155,12 @@ _RULES: dict[tuple[State, Event], Rule] = {
     (State.LISTENING, Event.USER_SPEECH): _to(State.LISTENING, Effect.START_FOLLOW_UP),
     (State.LISTENING, Event.USER_TURN_ENDED): _to(State.THINKING),
     (State.LISTENING, Event.MODEL_AUDIO): _to(State.SPEAKING),
-    (State.LISTENING, Event.REPLY_DONE): _to(State.LISTENING, Effect.START_FOLLOW_UP),
+    (State.LISTENING, Event.REPLY_DONE): _reply_done,
+    (State.LISTENING, Event.END_CONVERSATION): _close_after_reply,
     (State.LISTENING, Event.FOLLOW_UP_EXPIRED): _to(State.IDLE, *_END),
     (State.THINKING, Event.MODEL_AUDIO): _to(State.SPEAKING),
-    (State.THINKING, Event.REPLY_DONE): _to(State.LISTENING, Effect.START_FOLLOW_UP),
+    (State.THINKING, Event.REPLY_DONE): _reply_done,
+    (State.THINKING, Event.END_CONVERSATION): _close_after_reply,
     (State.THINKING, Event.SERVER_INTERRUPTED): _to(State.LISTENING, Effect.START_FOLLOW_UP),
     (State.SPEAKING, Event.REPLY_DONE): _reply_done,
     (State.SPEAKING, Event.SERVER_INTERRUPTED): _to(State.INTERRUPTED, *_BARGE_IN),

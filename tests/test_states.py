@@ -34,7 +34,7 @@ LISTENING    FOLLOW_UP_EXPIRED   -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EA
 LISTENING    BUTTON_PRESS        -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 LISTENING    BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 LISTENING    SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
-LISTENING    END_CONVERSATION    -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
+LISTENING    END_CONVERSATION    -> LISTENING+closing
 LISTENING    CONNECTION_LOST     -> CONNECTING   FLUSH_PLAYBACK RECONNECT
 LISTENING    FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
 LISTENING    DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
@@ -45,7 +45,7 @@ THINKING     SERVER_INTERRUPTED  -> LISTENING    START_FOLLOW_UP
 THINKING     BUTTON_PRESS        -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 THINKING     BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 THINKING     SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
-THINKING     END_CONVERSATION    -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
+THINKING     END_CONVERSATION    -> THINKING+closing
 THINKING     CONNECTION_LOST     -> CONNECTING   FLUSH_PLAYBACK RECONNECT
 THINKING     FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
 THINKING     DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
@@ -116,6 +116,16 @@ def test_end_conversation_while_speaking_ends_after_the_reply() -> None:
     done, effects = transition(still, Event.REPLY_DONE)
     assert done == Status(State.IDLE)
     assert effects == (Effect.FLUSH_PLAYBACK, Effect.CLOSE_SESSION, Effect.EARCON_END)
+
+
+def test_end_conversation_before_the_goodbye_waits_for_it() -> None:
+    status = Status(State.THINKING)
+    for event in [Event.END_CONVERSATION, Event.MODEL_AUDIO]:
+        status, _ = transition(status, event)
+    assert status == Status(State.SPEAKING, closing=True)
+    status, effects = transition(status, Event.REPLY_DONE)
+    assert status == Status(State.IDLE)
+    assert Effect.CLOSE_SESSION in effects
 
 
 def test_a_barge_in_while_closing_keeps_the_conversation() -> None:

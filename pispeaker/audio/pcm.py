@@ -51,6 +51,13 @@ def resample(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
     return bytes(np.asarray(out, dtype="<i2").tobytes())
 
 
+def scale(pcm: bytes, gain: float) -> bytes:
+    """Multiply the level by ``gain`` (0..1), e.g. for software volume."""
+    if gain >= 1.0:
+        return pcm
+    return bytes(np.round(to_samples(pcm) * gain).astype("<i2").tobytes())
+
+
 def tone(frequency_hz: float, seconds: float, rate: int, amplitude: float = 0.3) -> bytes:
     """A sine tone; ``amplitude`` is the peak as a fraction of full scale."""
     t = np.arange(round(seconds * rate)) / rate

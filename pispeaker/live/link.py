@@ -140,13 +140,19 @@ class LiveLink:
         handle = self.handle if resume else None
         self._task = asyncio.create_task(self._run(handle), name="live-link")
 
-    async def close(self) -> None:
-        """Close the session (if any) and forget unsent audio and the handle."""
+    def stop(self) -> asyncio.Task[None] | None:
+        """End the conversation at once: cancel the connection, forget unsent audio and the
+        handle. Returns the connection task, which finishes closing in the background."""
         task = self._cancel_connection()
-        if task is not None:
-            await asyncio.wait([task])
         self._outbox.clear()
         self.handle = None
+        return task
+
+    async def close(self) -> None:
+        """``stop()``, and wait until the socket is closed."""
+        task = self.stop()
+        if task is not None:
+            await asyncio.wait([task])
 
     def send_audio(self, pcm: bytes) -> None:
         """Queue 16 kHz s16le microphone audio; it is sent once a session is ready."""

@@ -1,0 +1,312 @@
+"""The controller: turns what the ports report into state-machine events, and carries out
+the effects the machine returns.
+
+It owns the timers (follow-up window, interrupt flash, error retry, reconnect backoff,
+session length), the capture pump (microphone audio goes where ``uplink(state)`` says),
+playback (reply audio to the sink, dropped after a barge-in until the turn ends) and tool
+calls. Everything runs on one event loop; the link reports from its own task.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pispeaker.audio.pcm import OUTPUT_RATE, rms_dbfs, scale, tone
+from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError
+from pispeaker.backoff import Backoff
+from pispeaker.live.failures import Kind
+from pispeaker.live.link import (
+    Interrupted,
+    LinkEvent,
+    LiveLink,
+    Lost,
+    ModelAudio,
+    Ready,
+    ToolRequest,
+    ToolsCancelled,
+    Transcript,
+    TurnComplete,
+)
+from pispeaker.states import Effect, Event, State, Status, Uplink, transition, uplink
+from pispeaker.tools import Tool, ToolBox, builtin_tools
+
+log = logging.getLogger(__name__)
+
+#: Microphone level (dBFS) that counts as the user talking, for the follow-up window.
+SPEECH_DBFS = -40.0
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Timings and choices of the conversation (seconds unless named otherwise)."""
+
+    follow_up_s: float = 8.0
+    flash_s: float = 0.4
+    max_session_s: float = 600.0
+    fatal_retry_s: float = 300.0
+    max_reconnects: int = 8
+    voice_barge_in: bool = False
+    earcons: bool = False
+    log_transcripts: bool = True
+
+
+@dataclass
+class Record:
+    """What happened, for tests and the demo's timeline."""
+
+    states: list[State] = field(default_factory=lambda: [State.IDLE])
+    effects: list[Effect] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    reconnect_delays: list[float] = field(default_factory=list)
+
+
+class Controller:
+    """Runs conversations on the given ports until cancelled.
+
+    ``make_link(report, tools)`` builds the Live link that reports to the controller and
+    declares the controller's tools (end_conversation, set_volume, get_local_time).
+    """
+
+    def __init__(
+        self,
+        source: AudioSource,
+        sink: AudioSink,
+        make_link: Callable[[Callable[[LinkEvent], None], list[Tool]], LiveLink],
+        policy: Policy | None = None,
+        backoff: Backoff | None = None,
+        sleep: Sleep = asyncio.sleep,
+        on_state: Callable[[Status], None] = lambda status: None,
+    ) -> None:
+        self.source, self.sink = source, sink
+        self.policy = policy or Policy()
+        self.tools = ToolBox(builtin_tools(self.end_conversation, self.set_volume))
+        self.link = make_link(self._on_link_event, list(self.tools.tools.values()))
+        self.backoff = backoff or Backoff()
+        self.status = Status()
+        self.record = Record()
+        self.volume = 100
+        self._sleep = sleep
+        self._on_state = on_state
+        self._dropping = False  # after a flush: the rest of that turn's audio is not played
+        self._state_timers: set[asyncio.Task[None]] = set()
+        self._session_timer: asyncio.Task[None] | None = None
+        self._tool_calls: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- events in ---------------------------------------------------------------------------
+
+    def dispatch(self, event: Event) -> None:
+        """Feed one event to the state machine and carry out its effects."""
+        before = self.status.state
+        self.status, effects = transition(self.status, event)
+        if self.status.state is not before:
+            self._cancel(self._state_timers)
+            self.record.states.append(self.status.state)
+            log.info("%s -> %s (%s)", before.value, self.status.state.value, event.value)
+            self._on_state(self.status)
+        for effect in effects:
+            self.record.effects.append(effect)
+            self._EFFECTS[effect](self)
+
+    def _on_link_event(self, event: LinkEvent) -> None:
+        match event:
+            case Ready():
+                self.backoff.reset()
+                self.dispatch(Event.SESSION_READY)
+            case ModelAudio(pcm=pcm):
+                self._play(pcm)
+            case Transcript(speaker=speaker, text=text):
+                self._transcript(speaker, text)
+            case TurnComplete():
+                self._turn_complete()
+            case Interrupted():
+                self._cancel_tools()
+                self.dispatch(Event.SERVER_INTERRUPTED)
+            case ToolRequest():
+                self._start_tool(event)
+            case ToolsCancelled(ids=ids):
+                self._cancel_tools(ids)
+            case Lost(failure=failure):
+                self._lost(failure.kind, failure.message)
+
+    def _play(self, pcm: bytes) -> None:
+        if self._dropping or self.status.state not in (
+            State.LISTENING,
+            State.THINKING,
+            State.SPEAKING,
+        ):
+            return
+        self.dispatch(Event.MODEL_AUDIO)
+        self.sink.write(scale(pcm, self.volume / 100))
+
+    def _transcript(self, speaker: str, text: str) -> None:
+        if self.policy.log_transcripts:
+            log.info("%s said: %s", speaker, text)
+        if speaker == "user" and not self._dropping:
+            self.dispatch(Event.USER_TURN_ENDED)
+
+    def _turn_complete(self) -> None:
+        if self._dropping:
+            self._dropping = False  # the interrupted turn is over: the next one plays
+            return
+        self._spawn(self._reply_done())
+
+    async def _reply_done(self) -> None:
+        await self.sink.drain()
+        self.dispatch(Event.REPLY_DONE)
+
+    def _lost(self, kind: Kind, message: str) -> None:
+        log.warning("Live session lost: %s", message)
+        if kind is Kind.FATAL:
+            self.record.errors.append(message)
+            self.dispatch(Event.FATAL_ERROR)
+        else:
+            self.dispatch(Event.CONNECTION_LOST)
+
+    # -- tools -------------------------------------------------------------------------------
+
+    def _start_tool(self, request: ToolRequest) -> None:
+        async def run() -> None:
+            answer = await self.tools.call(request.name, request.args)
+            await self.link.respond(request, answer)
+            self._tool_calls.pop(request.id, None)
+
+        self._tool_calls[request.id] = self._spawn(run())
+
+    def _cancel_tools(self, ids: tuple[str, ...] | None = None) -> None:
+        for call_id in list(self._tool_calls) if ids is None else ids:
+            task = self._tool_calls.pop(call_id, None)
+            if task:
+                task.cancel()
+
+    def end_conversation(self) -> None:
+        """The end_conversation tool's action."""
+        self.dispatch(Event.END_CONVERSATION)
+
+    def set_volume(self, level: int) -> None:
+        """The set_volume tool's action (software volume, 0-100)."""
+        self.volume = level
+
+    # -- effects -----------------------------------------------------------------------------
+
+    def _open_session(self) -> None:
+        self._dropping = False
+        self.link.open()
+        self._session_timer = self._spawn(
+            self._after(self.policy.max_session_s, Event.SESSION_LIMIT)
+        )
+
+    def _close_session(self) -> None:
+        self._cancel_tools()
+        if self._session_timer:
+            self._session_timer.cancel()
+        self.link.stop()
+
+    def _reconnect(self) -> None:
+        if self.backoff.attempts >= self.policy.max_reconnects:
+            self._lost(Kind.FATAL, f"offline: {self.backoff.attempts} reconnects failed")
+            return
+        delay = self.backoff.next_delay()
+        self.record.reconnect_delays.append(delay)
+        self._state_timer(self._reopen(delay))
+
+    async def _reopen(self, delay: float) -> None:
+        await self._sleep(delay)
+        self.link.open(resume=True)
+
+    def _flush(self) -> None:
+        self._dropping = True
+        self.sink.flush()
+
+    def _earcon(self, frequency_hz: float) -> Callable[[], None]:
+        def play() -> None:
+            if self.policy.earcons:
+                self.sink.write(scale(tone(frequency_hz, 0.12, OUTPUT_RATE), self.volume / 200))
+
+        return play
+
+    _EFFECTS: ClassVar[dict[Effect, Callable[["Controller"], None]]] = {
+        Effect.OPEN_SESSION: lambda c: c._open_session(),
+        Effect.CLOSE_SESSION: lambda c: c._close_session(),
+        Effect.RECONNECT: lambda c: c._reconnect(),
+        Effect.FLUSH_PLAYBACK: lambda c: c._flush(),
+        Effect.START_FOLLOW_UP: lambda c: c._state_timer(
+            c._after(c.policy.follow_up_s, Event.FOLLOW_UP_EXPIRED)
+        ),
+        Effect.START_FLASH: lambda c: c._state_timer(c._after(c.policy.flash_s, Event.FLASH_DONE)),
+        Effect.SCHEDULE_RETRY: lambda c: c._state_timer(
+            c._after(c.policy.fatal_retry_s, Event.RETRY)
+        ),
+        Effect.EARCON_START: lambda c: c._earcon(880.0)(),
+        Effect.EARCON_END: lambda c: c._earcon(660.0)(),
+        Effect.EARCON_ERROR: lambda c: c._earcon(220.0)(),
+    }
+
+    # -- capture -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Pump microphone audio until cancelled; then stop every task it started."""
+        try:
+            while True:
+                try:
+                    await self._pump()
+                except DeviceLostError as error:
+                    await self._recover_source(str(error))
+        finally:
+            self._cancel(self._tasks)
+            await self.link.close()
+
+    async def _pump(self) -> None:
+        while True:
+            chunk = await self.source.read()
+            mode = uplink(self.status.state, self.policy.voice_barge_in)
+            if mode in (Uplink.BUFFER, Uplink.LIVE):
+                self.link.send_audio(chunk)
+            if self.status.state is State.LISTENING and rms_dbfs(chunk) > SPEECH_DBFS:
+                self.dispatch(Event.USER_SPEECH)
+
+    async def _recover_source(self, message: str) -> None:
+        log.error("%s; retrying", message)
+        self.record.errors.append(message)
+        self.dispatch(Event.DEVICE_LOST)
+        backoff = Backoff(initial_s=1.0, cap_s=30.0)
+        while True:
+            await self._sleep(backoff.next_delay())
+            try:
+                await self.source.start()
+            except DeviceLostError as error:
+                log.warning("%s", error)
+                continue
+            self.dispatch(Event.DEVICE_BACK)
+            return
+
+    # -- task helpers ------------------------------------------------------------------------
+
+    async def _after(self, seconds: float, event: Event) -> None:
+        await self._sleep(seconds)
+        self.dispatch(event)
+
+    def _state_timer(self, work: Coroutine[Any, Any, None]) -> None:
+        """A timer that the next change of state cancels."""
+        self._state_timers.add(self._spawn(work))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._state_timers.discard(task)
+        if not task.cancelled() and task.exception():
+            log.error("controller task failed", exc_info=task.exception())
+            self.record.errors.append(repr(task.exception()))
+
+    @staticmethod
+    def _cancel(tasks: set[asyncio.Task[None]]) -> None:
+        for task in list(tasks):
+            task.cancel()

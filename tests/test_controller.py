@@ -1,0 +1,211 @@
+"""Whole conversations: the controller with the real Live link, the emulator (real SDK over
+TLS) and in-memory audio ports that run in real time."""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from pispeaker.audio.memory import MemorySink, MemorySource
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, resample, silence
+from pispeaker.backoff import Backoff
+from pispeaker.config import LiveConfig
+from pispeaker.controller import Controller, Policy
+from pispeaker.emulator import LiveEmulator, Reply, ToolCall
+from pispeaker.live.client import declarations
+from pispeaker.live.link import LinkEvent, LiveLink
+from pispeaker.states import Effect, Event, State, Status
+from pispeaker.tools import Tool
+from tests.conftest import StartEmulator, speech
+
+
+@dataclass
+class Rig:
+    controller: Controller
+    source: MemorySource
+    sink: MemorySink
+    changed: asyncio.Event
+
+    async def reach(self, state: State, count: int = 1, within_s: float = 10.0) -> None:
+        async with asyncio.timeout(within_s):
+            while self.controller.record.states.count(state) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@pytest.fixture
+async def rig_factory() -> AsyncIterator[Callable[..., "asyncio.Future[Rig]"]]:
+    tasks: list[asyncio.Task[None]] = []
+
+    async def build(
+        emulator: LiveEmulator,
+        audio: bytes,
+        policy: Policy | None = None,
+        api_key: str | None = None,
+        **sleep: object,
+    ) -> Rig:
+        live = LiveConfig().model_copy(
+            update={
+                "base_url": emulator.base_url,
+                "ca_file": emulator.ca_file,
+                "silence_duration_ms": 300,
+            }
+        )
+
+        def make_link(report: Callable[[LinkEvent], None], tools: list[Tool]) -> LiveLink:
+            return LiveLink(live, api_key or emulator.api_key, report, declarations(tools))
+
+        changed = asyncio.Event()
+        source, sink = MemorySource(audio, realtime=True), MemorySink(realtime=True)
+        controller = Controller(
+            source,
+            sink,
+            make_link,
+            policy or Policy(follow_up_s=3.0),
+            on_state=lambda _status: changed.set(),
+            **sleep,
+        )  # type: ignore[arg-type]
+        await source.start()
+        await sink.start()
+        tasks.append(asyncio.create_task(controller.run()))
+        return Rig(controller, source, sink, changed)
+
+    yield build  # type: ignore[misc]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _gap(seconds: float) -> bytes:
+    return silence(seconds, INPUT_RATE)
+
+
+async def test_two_turn_conversation_plays_both_replies_byte_exact(
+    emulator: LiveEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    first, second = speech(0.6), speech(0.5, frequency_hz=500)
+    audio = _gap(0.3) + first + _gap(2.0) + second + _gap(1.0)
+    rig = await rig_factory(emulator, audio)
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.LISTENING, count=3)  # after setup, after reply 1, after reply 2
+    expected = resample(first, INPUT_RATE, OUTPUT_RATE) + resample(second, INPUT_RATE, OUTPUT_RATE)
+    assert bytes(rig.sink.played) == expected
+    states = rig.controller.record.states
+    assert states[:3] == [State.IDLE, State.CONNECTING, State.LISTENING]
+    assert states.count(State.SPEAKING) == 2
+    await rig.reach(State.IDLE, count=2, within_s=6)  # the follow-up window ends it
+    assert rig.controller.record.effects[-2:] == [Effect.CLOSE_SESSION, Effect.EARCON_END]
+
+
+async def test_nothing_is_sent_before_the_trigger(
+    emulator: LiveEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    rig = await rig_factory(emulator, speech(1.0) + _gap(0.5))
+    await asyncio.sleep(0.5)  # the user talks while the speaker is idle
+    assert rig.controller.link.sent_bytes == 0
+    assert not emulator.timeline.of("connect")
+
+
+async def test_mute_cuts_the_uplink(
+    emulator: LiveEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    rig = await rig_factory(emulator, speech(3.0))
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.LISTENING)
+    rig.controller.dispatch(Event.BUTTON_HOLD)
+    sent = rig.controller.link.sent_bytes
+    assert rig.controller.status == Status(State.MUTED)
+    await asyncio.sleep(0.3)
+    assert rig.controller.link.sent_bytes == sent
+
+
+async def test_button_press_while_speaking_stops_the_reply_at_once(
+    start_emulator: StartEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    emulator = await start_emulator(pace=1.0)
+    emulator.script.push(Reply(audio="tone", seconds=3.0))
+    rig = await rig_factory(emulator, _gap(0.2) + speech(0.4) + _gap(4.0))
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.SPEAKING)
+    await asyncio.sleep(0.5)
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    assert rig.controller.status.state is State.INTERRUPTED
+    await rig.reach(State.LISTENING, count=2)
+    await asyncio.sleep(0.5)  # the rest of the reply keeps arriving: none of it may play
+    assert rig.sink.flushed_at
+    assert len(rig.sink.played) == rig.sink.flushed_at[-1]
+    assert len(rig.sink.played) < 2 * OUTPUT_RATE * 2
+
+
+async def test_voice_barge_in_interrupts_and_the_new_question_is_answered(
+    start_emulator: StartEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    emulator = await start_emulator(pace=1.0)
+    emulator.script.push(Reply(audio="tone", seconds=3.0), Reply(audio="parrot"))
+    question = speech(0.4, frequency_hz=500)
+    audio = _gap(0.2) + speech(0.4) + _gap(1.2) + question + _gap(2.0)
+    rig = await rig_factory(emulator, audio, Policy(follow_up_s=3.0, voice_barge_in=True))
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.INTERRUPTED)
+    flushed = rig.sink.flushed_at[-1]
+    await rig.reach(State.SPEAKING, count=2)
+    await rig.reach(State.LISTENING, count=3)
+    assert bytes(rig.sink.played[flushed:]) == resample(question, INPUT_RATE, OUTPUT_RATE)
+
+
+async def test_end_conversation_tool_ends_after_the_goodbye(
+    emulator: LiveEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    emulator.script.push(
+        Reply(audio="tone", seconds=0.5, tool_calls=(ToolCall("end_conversation"),))
+    )
+    rig = await rig_factory(emulator, _gap(0.2) + speech(0.4) + _gap(3.0))
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.IDLE, count=2)
+    assert rig.controller.record.states[-2:] == [State.SPEAKING, State.IDLE]
+    assert len(rig.sink.played) == 0.5 * OUTPUT_RATE * 2  # the goodbye played in full
+
+
+async def test_unknown_tool_gets_an_error_answer_and_the_talk_goes_on(
+    emulator: LiveEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    emulator.script.push(Reply(audio="tone", seconds=0.3, tool_calls=(ToolCall("open_garage"),)))
+    rig = await rig_factory(emulator, _gap(0.2) + speech(0.4) + _gap(2.0))
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.LISTENING, count=2)
+    [answer] = emulator.timeline.of("tool.response")
+    assert "unknown tool 'open_garage'" in answer.data["responses"][0]["response"]["error"]
+
+
+async def test_rejected_key_goes_to_error_with_the_fix_and_no_retry_storm(
+    emulator: LiveEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    rig = await rig_factory(emulator, _gap(1.0), api_key="wrong-key")
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.ERROR)
+    assert "gemini-api-key" in rig.controller.record.errors[-1]
+    assert Effect.SCHEDULE_RETRY in rig.controller.record.effects
+    await asyncio.sleep(0.3)
+    assert len(emulator.timeline.of("connect")) == 1
+
+
+async def test_transient_failures_retry_with_backoff_then_give_up(
+    emulator: LiveEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    emulator.reject_upgrades(503)
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        # Backoff delays pass at once; long timers (session limit, retry) really wait.
+        slept.append(seconds)
+        await asyncio.sleep(0 if seconds < 60 else seconds)
+
+    policy = Policy(max_reconnects=4, fatal_retry_s=3600)
+    rig = await rig_factory(emulator, _gap(1.0), policy, sleep=fake_sleep)
+    rig.controller.backoff = Backoff(initial_s=1.0, cap_s=4.0, uniform=lambda: 0.0)
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.ERROR)
+    assert rig.controller.record.reconnect_delays == [1.0, 2.0, 4.0, 4.0]
+    assert len(emulator.timeline.events) == 0  # every upgrade was refused before a session
+    assert "offline" in rig.controller.record.errors[-1]
