@@ -58,7 +58,9 @@ def _add_demo(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     demo.add_argument(
         "--output", type=Path, default=Path("pispeaker-demo-reply.wav"), help="reply WAV file"
     )
-    demo.add_argument("--fast", action="store_true", help="do not pace audio in real time")
+    demo.add_argument(
+        "--fast", action="store_true", help="end 1 s after the reply (not the follow-up window)"
+    )
 
 
 def _add_emulator(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -123,7 +125,7 @@ def _check_config(path: Path) -> int:
 def _demo(config: Config, args: argparse.Namespace) -> int:
     from pispeaker.demo import DemoOptions, run_demo
 
-    options = DemoOptions(input_wav=args.input, output_wav=args.output, realtime=not args.fast)
+    options = DemoOptions(input_wav=args.input, output_wav=args.output, fast=args.fast)
     return asyncio.run(run_demo(config, options))
 
 

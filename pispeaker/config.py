@@ -167,6 +167,35 @@ class AudioConfig(_Section):
     )
 
 
+class ConversationConfig(_Section):
+    """How a conversation starts, flows and ends."""
+
+    follow_up_s: float = Field(
+        8.0,
+        ge=1.0,
+        le=60.0,
+        description="Seconds to wait for you to speak again after a reply before ending, 1-60.",
+    )
+    max_session_s: float = Field(
+        600.0,
+        ge=30.0,
+        le=3600.0,
+        description="Longest conversation in seconds, 30-3600; it ends then whatever happens.",
+    )
+    voice_barge_in: bool = Field(
+        False,
+        description="Send the microphone while the speaker talks, so your voice can interrupt "
+        "it. Without echo cancellation the model may hear itself: use a headset or an AEC mic.",
+    )
+    earcons: bool = Field(True, description="Play short tones when a conversation starts and ends.")
+    max_reconnects: int = Field(
+        8,
+        ge=0,
+        le=100,
+        description="Reconnect attempts after a network failure before showing an error, 0-100.",
+    )
+
+
 class LoggingConfig(_Section):
     """What the daemon writes to its log (the journal under systemd)."""
 
@@ -181,6 +210,9 @@ class Config(_Section):
 
     live: LiveConfig = Field(default_factory=LiveConfig, description="[live] section.")
     audio: AudioConfig = Field(default_factory=AudioConfig, description="[audio] section.")
+    conversation: ConversationConfig = Field(
+        default_factory=ConversationConfig, description="[conversation] section."
+    )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="[logging] section.")
 
 

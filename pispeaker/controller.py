@@ -91,10 +91,11 @@ class Controller:
         self._sleep = sleep
         self._on_state = on_state
         self._dropping = False  # after a flush: the rest of that turn's audio is not played
-        self._state_timers: set[asyncio.Task[None]] = set()
+        self._state_timers: dict[str, asyncio.Task[None]] = {}
         self._session_timer: asyncio.Task[None] | None = None
         self._tool_calls: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._state_changed = asyncio.Event()
 
     # -- events in ---------------------------------------------------------------------------
 
@@ -103,13 +104,21 @@ class Controller:
         before = self.status.state
         self.status, effects = transition(self.status, event)
         if self.status.state is not before:
-            self._cancel(self._state_timers)
+            self._cancel(set(self._state_timers.values()))
+            self._state_timers.clear()
             self.record.states.append(self.status.state)
+            self._state_changed.set()
             log.info("%s -> %s (%s)", before.value, self.status.state.value, event.value)
             self._on_state(self.status)
         for effect in effects:
             self.record.effects.append(effect)
             self._EFFECTS[effect](self)
+
+    async def entered(self, state: State, count: int = 1) -> None:
+        """Return once ``state`` has been entered ``count`` times (IDLE at start counts)."""
+        while self.record.states.count(state) < count:
+            self._state_changed.clear()
+            await self._state_changed.wait()
 
     def _on_link_event(self, event: LinkEvent) -> None:
         match event:
@@ -211,7 +220,7 @@ class Controller:
             return
         delay = self.backoff.next_delay()
         self.record.reconnect_delays.append(delay)
-        self._state_timer(self._reopen(delay))
+        self._state_timer("reconnect", self._reopen(delay))
 
     async def _reopen(self, delay: float) -> None:
         await self._sleep(delay)
@@ -234,11 +243,13 @@ class Controller:
         Effect.RECONNECT: lambda c: c._reconnect(),
         Effect.FLUSH_PLAYBACK: lambda c: c._flush(),
         Effect.START_FOLLOW_UP: lambda c: c._state_timer(
-            c._after(c.policy.follow_up_s, Event.FOLLOW_UP_EXPIRED)
+            "follow-up", c._after(c.policy.follow_up_s, Event.FOLLOW_UP_EXPIRED)
         ),
-        Effect.START_FLASH: lambda c: c._state_timer(c._after(c.policy.flash_s, Event.FLASH_DONE)),
+        Effect.START_FLASH: lambda c: c._state_timer(
+            "flash", c._after(c.policy.flash_s, Event.FLASH_DONE)
+        ),
         Effect.SCHEDULE_RETRY: lambda c: c._state_timer(
-            c._after(c.policy.fatal_retry_s, Event.RETRY)
+            "retry", c._after(c.policy.fatal_retry_s, Event.RETRY)
         ),
         Effect.EARCON_START: lambda c: c._earcon(880.0)(),
         Effect.EARCON_END: lambda c: c._earcon(660.0)(),
@@ -289,9 +300,12 @@ class Controller:
         await self._sleep(seconds)
         self.dispatch(event)
 
-    def _state_timer(self, work: Coroutine[Any, Any, None]) -> None:
-        """A timer that the next change of state cancels."""
-        self._state_timers.add(self._spawn(work))
+    def _state_timer(self, name: str, work: Coroutine[Any, Any, None]) -> None:
+        """Start timer ``name``, replacing one of that name; a change of state cancels it."""
+        previous = self._state_timers.pop(name, None)
+        if previous:
+            previous.cancel()
+        self._state_timers[name] = self._spawn(work)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
@@ -301,7 +315,6 @@ class Controller:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._state_timers.discard(task)
         if not task.cancelled() and task.exception():
             log.error("controller task failed", exc_info=task.exception())
             self.record.errors.append(repr(task.exception()))

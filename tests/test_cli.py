@@ -8,8 +8,9 @@ import tomllib
 import wave
 from pathlib import Path
 
-from pispeaker.audio.pcm import OUTPUT_RATE
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, resample
 from pispeaker.config import Config
+from pispeaker.demo import spoken_like_utterance
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "AIzaSy-this-must-never-be-printed-0123"
@@ -60,14 +61,17 @@ def test_missing_config_file_names_it_and_exits_78(tmp_path: Path) -> None:
     assert "absent.toml" in result.stderr
 
 
-def test_demo_writes_the_reply_wav(tmp_path: Path) -> None:
+def test_demo_runs_a_whole_conversation_and_writes_the_parroted_reply(tmp_path: Path) -> None:
     reply = tmp_path / "reply.wav"
     result = pispeaker("demo", "--fast", "--output", str(reply))
     assert result.returncode == 0, result.stderr
-    assert "turn complete" in result.stdout
+    states = [line.split()[2] for line in result.stdout.splitlines() if " state " in line]
+    assert states == ["CONNECTING", "LISTENING", "THINKING", "SPEAKING", "LISTENING", "IDLE"]
+    assert "LED: green, breathing" in result.stdout
     with wave.open(str(reply)) as wav:
         assert (wav.getframerate(), wav.getnchannels()) == (OUTPUT_RATE, 1)
-        assert wav.getnframes() > OUTPUT_RATE  # the generated utterance lasts 1.6 s
+        played = wav.readframes(wav.getnframes())
+    assert played == resample(spoken_like_utterance(), INPUT_RATE, OUTPUT_RATE)
 
 
 def test_demo_reads_a_stereo_48khz_wav(tmp_path: Path) -> None:

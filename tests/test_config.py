@@ -92,7 +92,7 @@ def test_unknown_section_suggests_the_nearest(tmp_path: Path) -> None:
 
 def test_unknown_section_without_a_near_one_lists_the_sections(tmp_path: Path) -> None:
     assert problems_of(tmp_path, "[zzzzzz]\n") == [
-        "zzzzzz: unknown section (sections are 'live', 'audio', 'logging')"
+        "zzzzzz: unknown section (sections are 'live', 'audio', 'conversation', 'logging')"
     ]
 
 

@@ -25,13 +25,10 @@ class Rig:
     controller: Controller
     source: MemorySource
     sink: MemorySink
-    changed: asyncio.Event
 
     async def reach(self, state: State, count: int = 1, within_s: float = 10.0) -> None:
         async with asyncio.timeout(within_s):
-            while self.controller.record.states.count(state) < count:
-                self.changed.clear()
-                await self.changed.wait()
+            await self.controller.entered(state, count)
 
 
 @pytest.fixture
@@ -56,20 +53,18 @@ async def rig_factory() -> AsyncIterator[Callable[..., "asyncio.Future[Rig]"]]:
         def make_link(report: Callable[[LinkEvent], None], tools: list[Tool]) -> LiveLink:
             return LiveLink(live, api_key or emulator.api_key, report, declarations(tools))
 
-        changed = asyncio.Event()
         source, sink = MemorySource(audio, realtime=True), MemorySink(realtime=True)
         controller = Controller(
             source,
             sink,
             make_link,
             policy or Policy(follow_up_s=3.0),
-            on_state=lambda _status: changed.set(),
             **sleep,
         )  # type: ignore[arg-type]
         await source.start()
         await sink.start()
         tasks.append(asyncio.create_task(controller.run()))
-        return Rig(controller, source, sink, changed)
+        return Rig(controller, source, sink)
 
     yield build  # type: ignore[misc]
     for task in tasks:
@@ -209,3 +204,12 @@ async def test_transient_failures_retry_with_backoff_then_give_up(
     assert rig.controller.record.reconnect_delays == [1.0, 2.0, 4.0, 4.0]
     assert len(emulator.timeline.events) == 0  # every upgrade was refused before a session
     assert "offline" in rig.controller.record.errors[-1]
+
+
+async def test_follow_up_window_does_not_end_the_talk_while_the_user_speaks(
+    emulator: LiveEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    rig = await rig_factory(emulator, _gap(0.2) + speech(2.5) + _gap(2.0), Policy(follow_up_s=1.0))
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.SPEAKING)  # the whole question was heard and answered
+    assert rig.controller.record.states.count(State.IDLE) == 1

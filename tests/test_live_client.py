@@ -1,37 +1,15 @@
-"""pispeaker's own Live client (config -> SDK) against the emulator."""
+"""pispeaker's own Live client: the [live] config reaches the wire unchanged."""
 
-import ssl
-
-import pytest
-
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, resample
 from pispeaker.config import LiveConfig
 from pispeaker.emulator import LiveEmulator
-from pispeaker.live.smoke import exchange
-from tests.conftest import padded, speech
+from pispeaker.live.failures import Kind
+from pispeaker.live.link import LiveLink, Lost, Ready
+from tests.test_live_link import Recorder
 
 
 def _pointed_at(emulator: LiveEmulator, **fields: object) -> LiveConfig:
     update = {"base_url": emulator.base_url, "ca_file": emulator.ca_file} | fields
     return LiveConfig().model_copy(update=update)
-
-
-async def test_exchange_through_config_returns_the_parrot_reply(emulator: LiveEmulator) -> None:
-    said = speech(0.9)
-    reports: list[tuple[str, str]] = []
-    result = await exchange(
-        _pointed_at(emulator),
-        emulator.api_key,
-        padded(said),
-        lambda source, text: reports.append((source, text)),
-        realtime=False,
-    )
-    assert bytes(result.reply) == resample(said, INPUT_RATE, OUTPUT_RATE)
-    assert result.turn_complete
-    assert result.said == ["Reply", " 1."]
-    assert result.response_latency_s is not None
-    assert result.response_latency_s >= 0
-    assert ("live", "turn complete") in reports
 
 
 async def test_config_reaches_the_wire(emulator: LiveEmulator) -> None:
@@ -47,8 +25,15 @@ async def test_config_reaches_the_wire(emulator: LiveEmulator) -> None:
         session_resumption=True,
         context_window_compression=True,
         system_instruction="Sprich Deutsch.",
+        api_version="v1alpha",
     )
-    await exchange(live, emulator.api_key, padded(speech(0.3)), lambda s, t: None, realtime=False)
+    recorder = Recorder()
+    link = LiveLink(live, emulator.api_key, recorder)
+    link.open()
+    await recorder.wait_for(Ready)
+    await link.close()
+    [connect] = emulator.timeline.of("connect")
+    assert connect.data["api_version"] == "v1alpha"
     [setup] = emulator.timeline.of("setup")
     sent = setup.data["setup"]
     assert sent["model"] == f"models/{live.model}"
@@ -73,8 +58,10 @@ async def test_config_reaches_the_wire(emulator: LiveEmulator) -> None:
 
 
 async def test_emulator_is_refused_without_its_ca_file(emulator: LiveEmulator) -> None:
-    live = _pointed_at(emulator, ca_file=None)  # the system CAs alone do not trust it
-    with pytest.raises(ssl.SSLCertVerificationError):
-        await exchange(
-            live, emulator.api_key, padded(speech(0.2)), lambda s, t: None, realtime=False
-        )
+    recorder = Recorder()
+    link = LiveLink(_pointed_at(emulator, ca_file=None), emulator.api_key, recorder)
+    link.open()
+    lost = await recorder.wait_for(Lost)
+    assert isinstance(lost, Lost)
+    assert lost.failure.kind is Kind.FATAL
+    assert "live.ca_file" in lost.failure.message

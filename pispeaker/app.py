@@ -1,0 +1,67 @@
+"""The composition root: builds the controller from config and runs it with its ports,
+started in dependency order and stopped in reverse within a bounded time."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from pispeaker.audio.ports import AudioSink, AudioSource
+from pispeaker.config import Config
+from pispeaker.controller import Controller, Policy
+from pispeaker.live.client import declarations
+from pispeaker.live.link import LinkEvent, LiveLink
+from pispeaker.states import Status
+from pispeaker.tools import Tool
+
+log = logging.getLogger(__name__)
+
+#: How long stopping may take before it is abandoned.
+STOP_TIMEOUT_S = 5.0
+
+
+def policy_from(config: Config) -> Policy:
+    """The controller's policy from the [conversation] and [logging] sections."""
+    conversation = config.conversation
+    return Policy(
+        follow_up_s=conversation.follow_up_s,
+        max_session_s=conversation.max_session_s,
+        max_reconnects=conversation.max_reconnects,
+        voice_barge_in=conversation.voice_barge_in,
+        earcons=conversation.earcons,
+        log_transcripts=config.logging.transcripts,
+    )
+
+
+def build_controller(
+    config: Config,
+    api_key: str,
+    source: AudioSource,
+    sink: AudioSink,
+    on_state: Callable[[Status], None] = lambda status: None,
+) -> Controller:
+    """A controller talking to ``config.live`` through the given audio ports."""
+
+    def make_link(report: Callable[[LinkEvent], None], tools: list[Tool]) -> LiveLink:
+        return LiveLink(config.live, api_key, report, declarations(tools))
+
+    return Controller(source, sink, make_link, policy_from(config), on_state=on_state)
+
+
+@contextlib.asynccontextmanager
+async def started(controller: Controller) -> AsyncIterator[asyncio.Task[None]]:
+    """Start the sink, the source and the controller; stop them in reverse order."""
+    await controller.sink.start()
+    try:
+        await controller.source.start()
+        try:
+            task = asyncio.create_task(controller.run(), name="controller")
+            try:
+                yield task
+            finally:
+                task.cancel()
+                await asyncio.wait([task], timeout=STOP_TIMEOUT_S)
+        finally:
+            await controller.source.stop()
+    finally:
+        await controller.sink.stop()
