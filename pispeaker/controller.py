@@ -124,6 +124,7 @@ class Controller:
         match event:
             case Ready():
                 self.backoff.reset()
+                self._dropping = False  # a turn cut off with the old connection never ends
                 self.dispatch(Event.SESSION_READY)
             case ModelAudio(pcm=pcm):
                 self._play(pcm)

@@ -12,7 +12,7 @@ from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, resample, silence
 from pispeaker.backoff import Backoff
 from pispeaker.config import LiveConfig
 from pispeaker.controller import Controller, Policy
-from pispeaker.emulator import LiveEmulator, Reply, ToolCall
+from pispeaker.emulator import Fault, LiveEmulator, Reply, ScheduledFault, ToolCall
 from pispeaker.live.client import declarations
 from pispeaker.live.link import LinkEvent, LiveLink
 from pispeaker.states import Effect, Event, State, Status
@@ -213,3 +213,72 @@ async def test_follow_up_window_does_not_end_the_talk_while_the_user_speaks(
     rig.controller.dispatch(Event.BUTTON_PRESS)
     await rig.reach(State.SPEAKING)  # the whole question was heard and answered
     assert rig.controller.record.states.count(State.IDLE) == 1
+
+
+async def test_wake_word_while_speaking_stops_the_reply(
+    start_emulator: StartEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    emulator = await start_emulator(pace=1.0)
+    emulator.script.push(Reply(audio="tone", seconds=3.0))
+    rig = await rig_factory(emulator, _gap(0.2) + speech(0.4) + _gap(4.0))
+    rig.controller.dispatch(Event.WAKE_WORD)
+    await rig.reach(State.SPEAKING)
+    rig.controller.dispatch(Event.WAKE_WORD)
+    await rig.reach(State.LISTENING, count=2)
+    assert len(rig.sink.played) == rig.sink.flushed_at[-1]
+
+
+async def test_a_mid_session_failure_reconnects_into_the_same_session(
+    emulator: LiveEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    question = speech(0.5, frequency_hz=500)
+    rig = await rig_factory(emulator, _gap(1.0) + question + _gap(2.0))
+    rig.controller.backoff = Backoff(initial_s=0.05, uniform=lambda: 0.0)
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.LISTENING)
+    await emulator.inject(Fault.INTERNAL_ERROR)
+    await rig.reach(State.SPEAKING)
+    assert rig.controller.record.states[:5] == [
+        State.IDLE,
+        State.CONNECTING,
+        State.LISTENING,
+        State.CONNECTING,
+        State.LISTENING,
+    ]
+    assert rig.controller.record.reconnect_delays == [0.05]
+    assert len(emulator.store.sessions) == 1  # resumed, not started afresh
+    await rig.reach(State.LISTENING, count=3)
+    assert bytes(rig.sink.played) == resample(question, INPUT_RATE, OUTPUT_RATE)
+
+
+async def test_go_away_mid_utterance_loses_no_words(
+    start_emulator: StartEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    emulator = await start_emulator(
+        faults=(ScheduledFault(Fault.GO_AWAY, at_s=0.5, connection=1),), go_away_lead_s=10.0
+    )
+    question = speech(1.5, frequency_hz=500)
+    rig = await rig_factory(emulator, _gap(0.2) + question + _gap(2.0))
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.SPEAKING)
+    assert [e.connection for e in emulator.timeline.of("setup")] == [1, 2]
+    assert State.CONNECTING not in rig.controller.record.states[2:]  # seamless for the user
+    [session] = emulator.store.sessions.values()
+    assert session.uploaded_audio_bytes == rig.controller.link.sent_bytes
+    assert rig.controller.link.dropped_bytes == 0
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_transcripts_are_logged_only_when_enabled(
+    emulator: LiveEmulator,
+    rig_factory: Callable[..., "asyncio.Future[Rig]"],
+    caplog: pytest.LogCaptureFixture,
+    enabled: bool,
+) -> None:
+    emulator.script.push(Reply(audio="tone", seconds=0.2, text="Hello from the model."))
+    policy = Policy(follow_up_s=3.0, log_transcripts=enabled)
+    rig = await rig_factory(emulator, _gap(0.2) + speech(0.4) + _gap(2.0), policy)
+    with caplog.at_level("INFO", logger="pispeaker.controller"):
+        rig.controller.dispatch(Event.BUTTON_PRESS)
+        await rig.reach(State.LISTENING, count=2)
+    assert ("Hello from the model." in caplog.text) is enabled
