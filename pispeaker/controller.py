@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pispeaker.audio.pcm import OUTPUT_RATE, rms_dbfs, scale, tone
-from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError
+from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError, PrerollRing
 from pispeaker.backoff import Backoff
 from pispeaker.live.failures import Kind
 from pispeaker.live.link import (
+    Crashed,
     Interrupted,
     LinkEvent,
     LiveLink,
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: Microphone level (dBFS) that counts as the user talking, for the follow-up window.
 SPEECH_DBFS = -40.0
+#: Seconds of played audio kept as the echo canceller's reference signal.
+REFERENCE_S = 2.0
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -96,6 +99,10 @@ class Controller:
         self._tool_calls: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._state_changed = asyncio.Event()
+        self._crashed: BaseException | None = None
+        self._pump_task: asyncio.Task[None] | None = None
+        self.reference = PrerollRing(REFERENCE_S, OUTPUT_RATE)
+        sink.tap = self.reference.append  # what was played: the echo canceller's reference
 
     # -- events in ---------------------------------------------------------------------------
 
@@ -115,8 +122,11 @@ class Controller:
             self._EFFECTS[effect](self)
 
     async def entered(self, state: State, count: int = 1) -> None:
-        """Return once ``state`` has been entered ``count`` times (IDLE at start counts)."""
+        """Return once ``state`` has been entered ``count`` times (IDLE at start counts);
+        raise what crashed the controller if that happens first."""
         while self.record.states.count(state) < count:
+            if self._crashed is not None:
+                raise self._crashed
             self._state_changed.clear()
             await self._state_changed.wait()
 
@@ -141,6 +151,8 @@ class Controller:
                 self._cancel_tools(ids)
             case Lost(failure=failure):
                 self._lost(failure.kind, failure.message)
+            case Crashed(error=error):
+                self._crash(error)
 
     def _play(self, pcm: bytes) -> None:
         if self._dropping or self.status.state not in (
@@ -260,16 +272,34 @@ class Controller:
     # -- capture -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Pump microphone audio until cancelled; then stop every task it started."""
+        """Pump microphone audio until cancelled, or until a bug crashes one of the
+        controller's tasks (then raise it, for the supervisor); stop every task it started."""
+        self._pump_task = asyncio.create_task(self._pump_forever(), name="capture-pump")
         try:
-            while True:
-                try:
-                    await self._pump()
-                except DeviceLostError as error:
-                    await self._recover_source(str(error))
+            await self._pump_task
+        except asyncio.CancelledError:
+            if self._crashed is not None:
+                raise self._crashed from None
+            raise
         finally:
+            self._pump_task.cancel()
             self._cancel(self._tasks)
             await self.link.close()
+
+    async def _pump_forever(self) -> None:
+        while True:
+            try:
+                await self._pump()
+            except DeviceLostError as error:
+                await self._recover_source(str(error))
+
+    def _crash(self, error: BaseException) -> None:
+        log.error("controller crashed", exc_info=error)
+        if self._crashed is None:
+            self._crashed = error
+            self._state_changed.set()
+            if self._pump_task is not None:
+                self._pump_task.cancel()
 
     async def _pump(self) -> None:
         while True:
@@ -316,9 +346,8 @@ class Controller:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception():
-            log.error("controller task failed", exc_info=task.exception())
-            self.record.errors.append(repr(task.exception()))
+        if not task.cancelled() and task.exception() is not None:
+            self._crash(task.exception())  # type: ignore[arg-type]
 
     @staticmethod
     def _cancel(tasks: set[asyncio.Task[None]]) -> None:

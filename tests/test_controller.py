@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from pispeaker.audio.memory import MemorySink, MemorySource
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, resample, silence
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, dominant_frequency, resample, silence
 from pispeaker.backoff import Backoff
 from pispeaker.config import LiveConfig
 from pispeaker.controller import Controller, Policy
@@ -16,7 +16,7 @@ from pispeaker.emulator import Fault, LiveEmulator, Reply, ScheduledFault, ToolC
 from pispeaker.live.client import declarations
 from pispeaker.live.link import LinkEvent, LiveLink
 from pispeaker.states import Effect, Event, State, Status
-from pispeaker.tools import Tool
+from pispeaker.tools import Tool, ToolBox
 from tests.conftest import StartEmulator, speech
 
 
@@ -86,6 +86,9 @@ async def test_two_turn_conversation_plays_both_replies_byte_exact(
     await rig.reach(State.LISTENING, count=3)  # after setup, after reply 1, after reply 2
     expected = resample(first, INPUT_RATE, OUTPUT_RATE) + resample(second, INPUT_RATE, OUTPUT_RATE)
     assert bytes(rig.sink.played) == expected
+    reference = rig.controller.reference.take()  # the echo canceller's view of the speaker
+    assert reference
+    assert expected.endswith(reference)
     states = rig.controller.record.states
     assert states[:3] == [State.IDLE, State.CONNECTING, State.LISTENING]
     assert states.count(State.SPEAKING) == 2
@@ -272,3 +275,68 @@ async def test_transcripts_are_logged_only_when_enabled(
         rig.controller.dispatch(Event.BUTTON_PRESS)
         await rig.reach(State.LISTENING, count=2)
     assert ("Hello from the model." in caplog.text) is enabled
+
+
+async def test_earcons_mark_the_start_and_the_end(
+    emulator: LiveEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    rig = await rig_factory(emulator, _gap(3.0), Policy(follow_up_s=1.0, earcons=True))
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.IDLE, count=2)  # nobody spoke: the follow-up window ended it
+    await rig.sink.drain()
+    played, earcon = bytes(rig.sink.played), len(bytes(rig.sink.played)) // 2
+    assert abs(dominant_frequency(played[:earcon], OUTPUT_RATE) - 880) < 10
+    assert abs(dominant_frequency(played[earcon:], OUTPUT_RATE) - 660) < 10
+
+
+class BrokenSink(MemorySink):
+    """A speaker adapter with a bug (not a lost device)."""
+
+    def write(self, pcm: bytes) -> None:
+        raise RuntimeError("bug in the speaker adapter")
+
+
+async def test_a_bug_crashes_the_controller_instead_of_hiding(emulator: LiveEmulator) -> None:
+    live = LiveConfig().model_copy(
+        update={
+            "base_url": emulator.base_url,
+            "ca_file": emulator.ca_file,
+            "silence_duration_ms": 300,
+        }
+    )
+    sink = BrokenSink()
+    controller = Controller(
+        MemorySource(_gap(0.2) + speech(0.4) + _gap(2.0), realtime=True),
+        sink,
+        lambda report, tools: LiveLink(live, emulator.api_key, report, declarations(tools)),
+    )
+    await controller.source.start()
+    await sink.start()
+    task = asyncio.create_task(controller.run())
+    controller.dispatch(Event.BUTTON_PRESS)
+    with pytest.raises(RuntimeError, match="bug in the speaker adapter"):
+        await asyncio.wait_for(task, 10)
+    await sink.stop()
+
+
+async def test_interrupting_cancels_a_running_tool(
+    emulator: LiveEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def slow_lookup(_args: dict[str, object]) -> str:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            cancelled.set()
+        return "never"
+
+    emulator.script.push(Reply(tool_calls=(ToolCall("slow_lookup"),)))
+    audio = _gap(0.2) + speech(0.4) + _gap(1.0) + speech(0.4) + _gap(2.0)
+    rig = await rig_factory(emulator, audio, Policy(follow_up_s=3.0, voice_barge_in=True))
+    rig.controller.tools = ToolBox([Tool("slow_lookup", "x", {"type": "object"}, slow_lookup)])
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.wait_for(cancelled.wait(), 5)  # the user spoke again: the call was withdrawn
+    assert not emulator.timeline.of("tool.response")

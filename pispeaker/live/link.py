@@ -80,6 +80,13 @@ class ToolsCancelled:
 
 
 @dataclass(frozen=True)
+class Crashed:
+    """A bug in pispeaker (not a network or service failure) ended the link."""
+
+    error: BaseException
+
+
+@dataclass(frozen=True)
 class Lost:
     """The session ended by failure; ``failure.kind`` says whether to retry soon."""
 
@@ -95,6 +102,7 @@ LinkEvent = (
     | ToolRequest
     | ToolsCancelled
     | Lost
+    | Crashed
 )
 
 
@@ -139,6 +147,7 @@ class LiveLink:
         self._cancel_connection()
         handle = self.handle if resume else None
         self._task = asyncio.create_task(self._run(handle), name="live-link")
+        self._task.add_done_callback(self._check_crash)
 
     def stop(self) -> asyncio.Task[None] | None:
         """End the conversation at once: cancel the connection, forget unsent audio and the
@@ -170,6 +179,10 @@ class LiveLink:
             return
         answer = types.FunctionResponse(id=request.id, name=request.name, response=response)
         await self._session.send_tool_response(function_responses=[answer])
+
+    def _check_crash(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._report(Crashed(task.exception()))  # type: ignore[arg-type]
 
     # -- the connection --------------------------------------------------------------------
 
