@@ -131,7 +131,7 @@ def _demo(config: Config, args: argparse.Namespace) -> int:
 
 def _emulator(args: argparse.Namespace) -> int:
     from pispeaker.emulator import EmulatorOptions, LiveEmulator
-    from pispeaker.emulator.server import DEFAULT_API_KEY
+    from pispeaker.emulator.options import DEFAULT_API_KEY
 
     options = EmulatorOptions(
         host=args.host,

@@ -1,9 +1,9 @@
 """A local, protocol-faithful Gemini Live API server for tests, benchmarks and the demo."""
 
 from pispeaker.emulator.certs import client_context
-from pispeaker.emulator.connection import Fault, ScheduledFault
+from pispeaker.emulator.options import DEFAULT_MODELS, EmulatorOptions, Fault, ScheduledFault
 from pispeaker.emulator.script import Reply, ToolCall
-from pispeaker.emulator.server import DEFAULT_MODELS, EmulatorOptions, LiveEmulator
+from pispeaker.emulator.server import LiveEmulator
 
 __all__ = [
     "DEFAULT_MODELS",

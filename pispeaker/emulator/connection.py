@@ -10,7 +10,6 @@ timers (connection lifetime, scheduled faults).
 from __future__ import annotations
 
 import asyncio
-import enum
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from websockets.frames import Frame, Opcode
 
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, duration_s, resample
 from pispeaker.emulator import wire
+from pispeaker.emulator.options import EmulatorOptions, Fault, ScheduledFault
 from pispeaker.emulator.script import (
     Reply,
     Script,
@@ -43,21 +43,6 @@ INTERRUPTS = "START_OF_ACTIVITY_INTERRUPTS"
 TOKENS_PER_SECOND = 25
 
 
-class Fault(enum.Enum):
-    """Failures the emulator can produce on demand, each as the real service shows it."""
-
-    INTERNAL_ERROR = "internal-error"  # close 1011 "Internal error encountered."
-    UNAVAILABLE = "unavailable"  # close 1011 "The service is currently unavailable."
-    QUOTA = "quota"  # close 1011 "You exceeded your current quota, ..."
-    NORMAL_CLOSE = "normal-close"  # close 1000 with an empty reason
-    DROP = "drop"  # abrupt TCP drop: no close frame (the SDK reports 1006)
-    MALFORMED = "malformed"  # a frame that is not JSON
-    UNKNOWN_ONLY = "unknown-only"  # a message with only an unknown top-level key
-    GO_AWAY = "go-away"  # the connection lifetime ends now: goAway, then 1011 after the lead
-    SLOW_PONGS = "slow-pongs"  # answer keepalive pings late
-    NO_PONGS = "no-pongs"  # never answer keepalive pings
-
-
 FAULT_CLOSES = {
     Fault.INTERNAL_ERROR: wire.INTERNAL,
     Fault.UNAVAILABLE: wire.UNAVAILABLE,
@@ -66,38 +51,11 @@ FAULT_CLOSES = {
 }
 
 
-@dataclass(frozen=True)
-class ScheduledFault:
-    """Apply ``fault`` ``at_s`` seconds after setupComplete on connection number ``connection``
-    (1-based, in accept order), or on every connection when it is None."""
-
-    fault: Fault
-    at_s: float
-    connection: int | None = 1
-
-
-@dataclass(frozen=True)
-class Behaviour:
-    """Emulator-wide settings every connection follows (see EmulatorOptions)."""
-
-    api_keys: frozenset[str]
-    models: frozenset[str]
-    pace: float
-    playback_hold: float
-    response_latency_s: float
-    connection_lifetime_s: float | None
-    go_away_lead_s: float
-    default_silence_ms: int
-    reject_media_chunks: bool
-    slow_pong_s: float
-    faults: tuple[ScheduledFault, ...]
-
-
 @dataclass
 class Shared:
     """What all connections of one emulator share."""
 
-    behaviour: Behaviour
+    options: EmulatorOptions
     script: Script
     store: SessionStore
     timeline: Timeline
@@ -191,7 +149,7 @@ class LiveConnection:
     async def _run_session(self) -> None:
         self._spawn(self._responder(), "responder")
         self._spawn(self._lifetime(), "lifetime")
-        for fault in self.shared.behaviour.faults:
+        for fault in self.shared.options.faults:
             if fault.connection in (None, self.number):
                 self._spawn(self._scheduled(fault), "fault")
         try:
@@ -252,9 +210,9 @@ class LiveConnection:
             return wire.INVALID_ARGUMENT
         if not credential:
             return wire.NO_KEY
-        if credential not in self.shared.behaviour.api_keys:
+        if credential not in self.shared.options.api_keys:
             return wire.BAD_KEY
-        if self._model(setup) not in self.shared.behaviour.models:
+        if self._model(setup) not in self.shared.options.models:
             return wire.unknown_model(self._model(setup), self.handshake.api_version)
         modalities = setup.get("generationConfig", {}).get("responseModalities", [])
         if "TEXT" in [str(m).upper() for m in modalities]:
@@ -283,7 +241,7 @@ class LiveConnection:
         realtime = setup.get("realtimeInputConfig", {})
         detection = realtime.get("automaticActivityDetection", {})
         self.manual_activity = bool(detection.get("disabled", False))
-        default_silence = self.shared.behaviour.default_silence_ms
+        default_silence = self.shared.options.default_silence_ms
         self.vad = EnergyVad(VadSettings.from_setup(detection, default_silence))
         self.interrupts = realtime.get("activityHandling", INTERRUPTS) != "NO_INTERRUPTION"
         self.input_transcription = "inputAudioTranscription" in setup
@@ -325,7 +283,7 @@ class LiveConnection:
         }
 
     async def _on_realtime_input(self, body: dict[str, Any]) -> None:
-        if "mediaChunks" in body and self.shared.behaviour.reject_media_chunks:
+        if "mediaChunks" in body and self.shared.options.reject_media_chunks:
             await self.close(wire.MEDIA_CHUNKS)
         elif "audio" in body or "mediaChunks" in body:
             await self._on_audio(body["audio"] if "audio" in body else body["mediaChunks"][0])
@@ -451,7 +409,7 @@ class LiveConnection:
             await self._send(
                 "serverContent", {"inputTranscription": {"text": reply.heard or turn.describe()}}
             )
-        await asyncio.sleep(self.shared.behaviour.response_latency_s)
+        await asyncio.sleep(self.shared.options.response_latency_s)
         if reply.tool_calls:
             await self._call_tools(reply.tool_calls)
         await self._speak(reply, turn)
@@ -465,14 +423,14 @@ class LiveConnection:
         clock = asyncio.get_running_loop().time
         start, offset = clock(), 0.0
         for index, chunk in enumerate(chunks):
-            await asyncio.sleep(max(0.0, start + offset * self.shared.behaviour.pace - clock()))
+            await asyncio.sleep(max(0.0, start + offset * self.shared.options.pace - clock()))
             await self._send_audio(chunk, pieces[index] if index < len(pieces) else "")
             offset += duration_s(chunk, OUTPUT_RATE)
         await self._send("serverContent", {"generationComplete": True})
         self._record("generation.complete", audio_bytes=len(pcm))
         # The server assumes real-time playback from the first chunk and holds turnComplete
         # until that playback would end; a barge-in until then still interrupts.
-        hold = max(self.shared.behaviour.pace, self.shared.behaviour.playback_hold)
+        hold = max(self.shared.options.pace, self.shared.options.playback_hold)
         await asyncio.sleep(max(0.0, start + offset * hold - clock()))
         await self._send("serverContent", {"turnComplete": True}, usageMetadata=_usage(turn, pcm))
         self._remember("model", text, len(pcm))
@@ -520,11 +478,11 @@ class LiveConnection:
     # -- timers and faults ---------------------------------------------------------------
 
     async def _lifetime(self) -> None:
-        behaviour = self.shared.behaviour
-        if behaviour.connection_lifetime_s is None:
+        options = self.shared.options
+        if options.connection_lifetime_s is None:
             return
-        lead = min(behaviour.go_away_lead_s, behaviour.connection_lifetime_s)
-        await asyncio.sleep(behaviour.connection_lifetime_s - lead)
+        lead = min(options.go_away_lead_s, options.connection_lifetime_s)
+        await asyncio.sleep(options.connection_lifetime_s - lead)
         await self._go_away(lead)
 
     async def _go_away(self, lead: float) -> None:
@@ -553,9 +511,9 @@ class LiveConnection:
         elif fault is Fault.UNKNOWN_ONLY:
             await self.ws.send(b'{"someFutureMessage": {}}')
         elif fault is Fault.GO_AWAY:
-            await self._go_away(self.shared.behaviour.go_away_lead_s)
+            await self._go_away(self.shared.options.go_away_lead_s)
         elif fault is Fault.SLOW_PONGS:
-            self.ws.pong_delay = self.shared.behaviour.slow_pong_s
+            self.ws.pong_delay = self.shared.options.slow_pong_s
         elif fault is Fault.NO_PONGS:
             self.ws.pong_delay = None
 

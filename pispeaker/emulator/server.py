@@ -16,7 +16,6 @@ import asyncio
 import http
 import re
 import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import parse_qs
@@ -25,16 +24,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from pispeaker.emulator.certs import TlsMaterial, issue_tls
-from pispeaker.emulator.connection import (
-    Behaviour,
-    ControlledConnection,
-    Fault,
-    Handshake,
-    LiveConnection,
-    ScheduledFault,
-    Shared,
-)
-from pispeaker.emulator.script import Reply, Script
+from pispeaker.emulator.connection import ControlledConnection, Handshake, LiveConnection, Shared
+from pispeaker.emulator.options import EmulatorOptions, Fault
+from pispeaker.emulator.script import Script
 from pispeaker.emulator.store import SessionStore
 from pispeaker.emulator.timeline import Timeline
 
@@ -42,47 +34,6 @@ PATH = re.compile(
     r"^/+ws/google\.ai\.generativelanguage\.(?P<version>v1alpha|v1beta|v1)"
     r"\.GenerativeService\.(?P<method>BidiGenerateContent(?:Constrained)?)$"
 )
-#: Live models the emulator serves (Nov 2026; see reference/live-api.md section 11).
-DEFAULT_MODELS = frozenset(
-    {
-        "gemini-3.8-live",
-        "gemini-3.1-flash-live-preview",
-        "gemini-2.5-flash-native-audio-preview-12-2025",
-        "gemini-2.5-flash-native-audio-preview-09-2025",
-        "gemini-2.5-flash-native-audio-latest",
-    }
-)
-DEFAULT_API_KEY = "emulator-key"
-
-
-@dataclass(frozen=True)
-class EmulatorOptions:
-    """How the emulated service behaves. Times are seconds unless named otherwise.
-
-    ``pace`` scales reply delivery: 1.0 sends audio chunks in real time (as playback would
-    consume them), 0 as fast as possible (as the real service generates). ``playback_hold``
-    scales how long turnComplete waits after the first chunk for the client's playback to
-    end (1.0 real time, as the real service assumes; 0 not at all); barge-in is possible
-    until then. ``connection_lifetime_s`` None means connections
-    live forever; otherwise ``goAway`` comes ``go_away_lead_s`` before the 1011 close.
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 0
-    api_keys: frozenset[str] = frozenset({DEFAULT_API_KEY})
-    models: frozenset[str] = DEFAULT_MODELS
-    pace: float = 1.0
-    playback_hold: float = 1.0
-    response_latency_s: float = 0.3
-    connection_lifetime_s: float | None = None
-    go_away_lead_s: float = 50.0
-    default_silence_ms: int = 500
-    resumption_ttl_s: float = 7200.0
-    reject_media_chunks: bool = True
-    slow_pong_s: float = 30.0
-    faults: tuple[ScheduledFault, ...] = ()
-    default_reply: Reply = field(default_factory=Reply)
-    timeline_path: Path | None = None
 
 
 def parse_handshake(request: Request, number: int) -> Handshake | None:
@@ -121,9 +72,7 @@ class LiveEmulator:
         self._server: Server | None = None
         self._accepted = 0
         self._upgrade_status: int | None = None
-        behaviour_fields = {k: v for k, v in asdict(self.options).items() if k in _BEHAVIOUR}
-        behaviour_fields["faults"] = self.options.faults
-        self._shared = Shared(Behaviour(**behaviour_fields), self.script, self.store, self.timeline)
+        self._shared = Shared(self.options, self.script, self.store, self.timeline)
 
     async def __aenter__(self) -> "LiveEmulator":
         await self.start()
@@ -215,6 +164,3 @@ class LiveEmulator:
             await connection.serve()
         finally:
             del self.connections[handshake.number]
-
-
-_BEHAVIOUR = frozenset(Behaviour.__dataclass_fields__)
