@@ -51,17 +51,13 @@ def build_controller(
 @contextlib.asynccontextmanager
 async def started(controller: Controller) -> AsyncIterator[asyncio.Task[None]]:
     """Start the sink, the source and the controller; stop them in reverse order."""
-    await controller.sink.start()
-    try:
-        await controller.source.start()
+    async with contextlib.AsyncExitStack() as stack:
+        for port in (controller.sink, controller.source):
+            await port.start()
+            stack.push_async_callback(port.stop)
+        task = asyncio.create_task(controller.run(), name="controller")
         try:
-            task = asyncio.create_task(controller.run(), name="controller")
-            try:
-                yield task
-            finally:
-                task.cancel()
-                await asyncio.wait([task], timeout=STOP_TIMEOUT_S)
+            yield task
         finally:
-            await controller.source.stop()
-    finally:
-        await controller.sink.stop()
+            task.cancel()
+            await asyncio.wait([task], timeout=STOP_TIMEOUT_S)

@@ -215,7 +215,6 @@ class Controller:
     # -- effects -----------------------------------------------------------------------------
 
     def _open_session(self) -> None:
-        self._dropping = False
         self.link.open()
         self._session_timer = self._spawn(
             self._after(self.policy.max_session_s, Event.SESSION_LIMIT)
@@ -243,12 +242,9 @@ class Controller:
         self._dropping = True
         self.sink.flush()
 
-    def _earcon(self, frequency_hz: float) -> Callable[[], None]:
-        def play() -> None:
-            if self.policy.earcons:
-                self.sink.write(scale(tone(frequency_hz, 0.12, OUTPUT_RATE), self.volume / 200))
-
-        return play
+    def _earcon(self, frequency_hz: float) -> None:
+        if self.policy.earcons:
+            self.sink.write(scale(tone(frequency_hz, 0.12, OUTPUT_RATE), self.volume / 200))
 
     _EFFECTS: ClassVar[dict[Effect, Callable[["Controller"], None]]] = {
         Effect.OPEN_SESSION: lambda c: c._open_session(),
@@ -264,9 +260,9 @@ class Controller:
         Effect.SCHEDULE_RETRY: lambda c: c._state_timer(
             "retry", c._after(c.policy.fatal_retry_s, Event.RETRY)
         ),
-        Effect.EARCON_START: lambda c: c._earcon(880.0)(),
-        Effect.EARCON_END: lambda c: c._earcon(660.0)(),
-        Effect.EARCON_ERROR: lambda c: c._earcon(220.0)(),
+        Effect.EARCON_START: lambda c: c._earcon(880.0),
+        Effect.EARCON_END: lambda c: c._earcon(660.0),
+        Effect.EARCON_ERROR: lambda c: c._earcon(220.0),
     }
 
     # -- capture -----------------------------------------------------------------------------

@@ -94,8 +94,7 @@ CONVERSATION = frozenset(
 )
 _END = (Effect.FLUSH_PLAYBACK, Effect.CLOSE_SESSION, Effect.EARCON_END)
 _FAIL = (Effect.FLUSH_PLAYBACK, Effect.CLOSE_SESSION, Effect.EARCON_ERROR, Effect.SCHEDULE_RETRY)
-_LOSE_DEVICE = (Effect.FLUSH_PLAYBACK, Effect.CLOSE_SESSION)
-_MUTE = (Effect.FLUSH_PLAYBACK, Effect.CLOSE_SESSION)
+_LEAVE = (Effect.FLUSH_PLAYBACK, Effect.CLOSE_SESSION)  # quietly: mute, lost device
 _BARGE_IN = (Effect.FLUSH_PLAYBACK, Effect.START_FLASH)
 
 
@@ -186,10 +185,10 @@ def _common(state: State, event: Event) -> Rule | None:
 
 _IN_CONVERSATION: dict[Event, Rule] = {
     Event.BUTTON_PRESS: _to(State.IDLE, *_END),  # SPEAKING overrides: a press interrupts
-    Event.BUTTON_HOLD: _to(State.MUTED, *_MUTE),
+    Event.BUTTON_HOLD: _to(State.MUTED, *_LEAVE),
     Event.SESSION_LIMIT: _to(State.IDLE, *_END),
     Event.END_CONVERSATION: _to(State.IDLE, *_END),  # SPEAKING overrides: after the reply
     Event.CONNECTION_LOST: _to(State.CONNECTING, Effect.FLUSH_PLAYBACK, Effect.RECONNECT),
     Event.FATAL_ERROR: _to(State.ERROR, *_FAIL),
-    Event.DEVICE_LOST: _to(State.ERROR, *_LOSE_DEVICE),
+    Event.DEVICE_LOST: _to(State.ERROR, *_LEAVE),
 }

@@ -1,5 +1,6 @@
 """Shared fixtures: a running Live API emulator and real google-genai clients pointed at it."""
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
@@ -12,6 +13,7 @@ from google.genai.live import AsyncSession
 
 from pispeaker.audio.pcm import INPUT_RATE, silence, tone
 from pispeaker.emulator import EmulatorOptions, LiveEmulator, client_context
+from pispeaker.live.link import LinkEvent, ModelAudio
 
 MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 #: Replies as fast as possible, no thinking time: tests wait on events, never on the clock.
@@ -132,3 +134,29 @@ async def next_turn(session: AsyncSession) -> Turn:
     async for message in session.receive():
         turn.messages.append(message)
     return turn
+
+
+class Recorder:
+    """Collects link events and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.events: list[LinkEvent] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, event: LinkEvent) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    async def wait_for(
+        self, kind: type, where: Callable[[LinkEvent], bool] = lambda e: True, count: int = 1
+    ) -> LinkEvent:
+        async with asyncio.timeout(10):
+            while True:
+                matching = [e for e in self.events if isinstance(e, kind) and where(e)]
+                if len(matching) >= count:
+                    return matching[count - 1]
+                self._changed.clear()
+                await self._changed.wait()
+
+    def audio(self) -> bytes:
+        return b"".join(e.pcm for e in self.events if isinstance(e, ModelAudio))

@@ -200,7 +200,7 @@ def test_script_custom_default() -> None:
 
 def test_script_extend_from_an_iterable() -> None:
     script = Script()
-    script.extend(Reply(text=str(i)) for i in range(3))
+    script.push(*(Reply(text=str(i)) for i in range(3)))
     script.push(Reply(text="3"))
     assert [script.next_reply().text for _ in range(5)] == ["0", "1", "2", "3", None]
 

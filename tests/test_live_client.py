@@ -4,7 +4,7 @@ from pispeaker.config import LiveConfig
 from pispeaker.emulator import LiveEmulator
 from pispeaker.live.failures import Kind
 from pispeaker.live.link import LiveLink, Lost, Ready
-from tests.test_live_link import Recorder
+from tests.conftest import Recorder
 
 
 def _pointed_at(emulator: LiveEmulator, **fields: object) -> LiveConfig:

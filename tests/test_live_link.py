@@ -1,7 +1,6 @@
 """The Live link against the emulator through the real SDK: no lost words, handovers, tools."""
 
 import asyncio
-from collections.abc import Callable
 
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, resample
 from pispeaker.config import LiveConfig
@@ -9,7 +8,6 @@ from pispeaker.emulator import Fault, LiveEmulator, Reply, ScheduledFault, ToolC
 from pispeaker.live.failures import Kind
 from pispeaker.live.link import (
     Interrupted,
-    LinkEvent,
     LiveLink,
     Lost,
     ModelAudio,
@@ -17,35 +15,9 @@ from pispeaker.live.link import (
     ToolRequest,
     TurnComplete,
 )
-from tests.conftest import StartEmulator, padded, speech
+from tests.conftest import Recorder, StartEmulator, padded, speech
 
 CHUNK = byte_count(0.02, INPUT_RATE)
-
-
-class Recorder:
-    """Collects link events and lets a test wait for one."""
-
-    def __init__(self) -> None:
-        self.events: list[LinkEvent] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, event: LinkEvent) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    async def wait_for(
-        self, kind: type, where: Callable[[LinkEvent], bool] = lambda e: True, count: int = 1
-    ) -> LinkEvent:
-        async with asyncio.timeout(10):
-            while True:
-                matching = [e for e in self.events if isinstance(e, kind) and where(e)]
-                if len(matching) >= count:
-                    return matching[count - 1]
-                self._changed.clear()
-                await self._changed.wait()
-
-    def audio(self) -> bytes:
-        return b"".join(e.pcm for e in self.events if isinstance(e, ModelAudio))
 
 
 def _link(emulator: LiveEmulator, recorder: Recorder, **live: object) -> LiveLink:

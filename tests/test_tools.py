@@ -10,8 +10,7 @@ from pispeaker.emulator import LiveEmulator, Reply, ToolCall
 from pispeaker.live.client import declarations
 from pispeaker.live.link import LiveLink, ToolRequest, TurnComplete
 from pispeaker.tools import Tool, ToolBox, builtin_tools
-from tests.conftest import padded, speech
-from tests.test_live_link import Recorder
+from tests.conftest import Recorder, padded, speech
 
 NOON = datetime.datetime(2026, 11, 21, 12, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))
 

@@ -8,7 +8,6 @@ before the audio follows.
 
 import itertools
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -99,10 +98,6 @@ class Script:
 
     def push(self, *replies: Reply) -> None:
         """Append replies for the next user turns."""
-        self._queue.extend(replies)
-
-    def extend(self, replies: Iterable[Reply]) -> None:
-        """Append replies from an iterable."""
         self._queue.extend(replies)
 
     def next_reply(self) -> Reply:
