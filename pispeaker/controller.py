@@ -155,14 +155,11 @@ class Controller:
                 self._crash(error)
 
     def _play(self, pcm: bytes) -> None:
-        if self._dropping or self.status.state not in (
-            State.LISTENING,
-            State.THINKING,
-            State.SPEAKING,
-        ):
+        if self._dropping:
             return
         self.dispatch(Event.MODEL_AUDIO)
-        self.sink.write(scale(pcm, self.volume / 100))
+        if self.status.state is State.SPEAKING:  # the machine decides whether audio plays
+            self.sink.write(scale(pcm, self.volume / 100))
 
     def _transcript(self, speaker: str, text: str) -> None:
         if self.policy.log_transcripts:
