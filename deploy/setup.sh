@@ -8,7 +8,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 extras=""
-packages=(python3 python3-venv python3-dev gcc)
+packages=(python3 python3-venv python3-dev gcc libasound2-dev)
 if [[ "${1:-}" == "--test" ]]; then
     extras="[test,dev]"
 fi

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic.fields import FieldInfo
@@ -156,15 +157,72 @@ class LiveConfig(_Section):
         return value
 
 
+SampleFormatName = Literal["auto", "S16_LE", "S24_LE", "S24_3LE", "S32_LE", "FLOAT_LE"]
+
+
 class AudioConfig(_Section):
-    """Which ALSA devices to record from and play to."""
+    """Which ALSA devices to record from and play to, and how."""
 
     capture_device: str = Field(
         "default", min_length=1, description="ALSA PCM to record from, e.g. plughw:CARD=Device."
     )
+    capture_rate: int = Field(
+        0,
+        ge=0,
+        le=192_000,
+        description="Capture sample rate in Hz; 0 asks for 48000 and "
+        "takes the nearest the device offers.",
+    )
+    capture_channels: int = Field(
+        0, ge=0, le=32, description="Capture channels; 0 asks for 1 and takes what is offered."
+    )
+    capture_format: SampleFormatName = Field(
+        "auto", description="Capture sample format; auto prefers S16_LE."
+    )
+    capture_channel: int = Field(
+        0, ge=0, le=32, description="0 mixes all capture channels; N uses only channel N."
+    )
     playback_device: str = Field(
         "default", min_length=1, description="ALSA PCM to play to, e.g. plughw:CARD=Device."
     )
+    playback_rate: int = Field(
+        0,
+        ge=0,
+        le=192_000,
+        description="Playback sample rate in Hz; 0 asks for 48000 and "
+        "takes the nearest the device offers.",
+    )
+    playback_channels: int = Field(
+        0, ge=0, le=32, description="Playback channels; 0 asks for 1 and takes what is offered."
+    )
+    playback_format: SampleFormatName = Field(
+        "auto", description="Playback sample format; auto prefers S16_LE."
+    )
+    period_ms: int = Field(20, ge=5, le=200, description="ALSA period in milliseconds, 5-200.")
+    periods: int = Field(
+        4,
+        ge=2,
+        le=32,
+        description="Periods in the playback buffer, 2-32: the output latency "
+        "is period_ms x periods.",
+    )
+    volume: int = Field(
+        70, ge=0, le=100, description="Volume at first start, 0-100; later changes are kept."
+    )
+    mixer_control: str = Field(
+        "", description="ALSA mixer control for the volume, e.g. PCM; empty for software volume."
+    )
+    mixer_device: str = Field(
+        "default", min_length=1, description="ALSA control device holding mixer_control."
+    )
+
+    @field_validator("capture_channel")
+    @classmethod
+    def _channel_exists(cls, channel: int, info: ValidationInfo) -> int:
+        channels = info.data.get("capture_channels", 0)
+        if channels and channel > channels:
+            raise ValueError(f"channel {channel} does not exist: capture_channels is {channels}")
+        return channel
 
 
 class ConversationConfig(_Section):

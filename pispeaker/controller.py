@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pispeaker.audio.pcm import OUTPUT_RATE, rms_dbfs, scale, tone
+from pispeaker.audio.pcm import OUTPUT_RATE, rms_dbfs, tone
 from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError, PrerollRing
+from pispeaker.audio.volume import Volume
 from pispeaker.backoff import Backoff
 from pispeaker.live.failures import Kind
 from pispeaker.live.link import (
@@ -82,6 +83,7 @@ class Controller:
         backoff: Backoff | None = None,
         sleep: Sleep = asyncio.sleep,
         on_state: Callable[[Status], None] = lambda status: None,
+        volume: Volume | None = None,
     ) -> None:
         self.source, self.sink = source, sink
         self.policy = policy or Policy()
@@ -90,7 +92,7 @@ class Controller:
         self.backoff = backoff or Backoff()
         self.status = Status()
         self.record = Record()
-        self.volume = 100
+        self.volume = volume or Volume(initial=100)
         self._sleep = sleep
         self._on_state = on_state
         self._dropping = False  # after a flush: the rest of that turn's audio is not played
@@ -100,7 +102,8 @@ class Controller:
         self._tasks: set[asyncio.Task[None]] = set()
         self._state_changed = asyncio.Event()
         self._crashed: BaseException | None = None
-        self._pump_task: asyncio.Task[None] | None = None
+        self._run_task: asyncio.Task[None] | None = None
+        self._lost_ports: set[str] = set()  # which of "microphone", "speaker" are missing
         self.reference = PrerollRing(REFERENCE_S, OUTPUT_RATE)
         sink.tap = self.reference.append  # what was played: the echo canceller's reference
 
@@ -159,7 +162,7 @@ class Controller:
             return
         self.dispatch(Event.MODEL_AUDIO)
         if self.status.state is State.SPEAKING:  # the machine decides whether audio plays
-            self.sink.write(scale(pcm, self.volume / 100))
+            self.sink.write(self.volume.apply(pcm))
 
     def _transcript(self, speaker: str, text: str) -> None:
         if self.policy.log_transcripts:
@@ -206,8 +209,8 @@ class Controller:
         self.dispatch(Event.END_CONVERSATION)
 
     def set_volume(self, level: int) -> None:
-        """The set_volume tool's action (software volume, 0-100)."""
-        self.volume = level
+        """The set_volume tool's action (0-100, remembered)."""
+        self.volume.set(level)
 
     # -- effects -----------------------------------------------------------------------------
 
@@ -241,7 +244,7 @@ class Controller:
 
     def _earcon(self, frequency_hz: float) -> None:
         if self.policy.earcons:
-            self.sink.write(scale(tone(frequency_hz, 0.12, OUTPUT_RATE), self.volume / 200))
+            self.sink.write(self.volume.apply(tone(frequency_hz, 0.12, OUTPUT_RATE, 0.15)))
 
     _EFFECTS: ClassVar[dict[Effect, Callable[["Controller"], None]]] = {
         Effect.OPEN_SESSION: lambda c: c._open_session(),
@@ -262,20 +265,22 @@ class Controller:
         Effect.EARCON_ERROR: lambda c: c._earcon(220.0),
     }
 
-    # -- capture -----------------------------------------------------------------------------
+    # -- audio devices ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Pump microphone audio until cancelled, or until a bug crashes one of the
-        controller's tasks (then raise it, for the supervisor); stop every task it started."""
-        self._pump_task = asyncio.create_task(self._pump_forever(), name="capture-pump")
+        """Pump microphone audio and watch the speaker until cancelled, or until a bug
+        crashes one of the controller's tasks (then raise it, for the supervisor); stop
+        every task it started."""
+        self._run_task = asyncio.current_task()
         try:
-            await self._pump_task
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._pump_forever(), name="capture-pump")
+                group.create_task(self._watch_speaker_forever(), name="speaker-watch")
         except asyncio.CancelledError:
             if self._crashed is not None:
                 raise self._crashed from None
             raise
         finally:
-            self._pump_task.cancel()
             self._cancel(self._tasks)
             await self.link.close()
 
@@ -284,15 +289,20 @@ class Controller:
             try:
                 await self._pump()
             except DeviceLostError as error:
-                await self._recover_source(str(error))
+                await self._recover("microphone", self.source.start, str(error))
+
+    async def _watch_speaker_forever(self) -> None:
+        while True:
+            message = await self.sink.wait_lost()
+            await self._recover("speaker", self.sink.start, message)
 
     def _crash(self, error: BaseException) -> None:
         log.error("controller crashed", exc_info=error)
         if self._crashed is None:
             self._crashed = error
             self._state_changed.set()
-            if self._pump_task is not None:
-                self._pump_task.cancel()
+            if self._run_task is not None:
+                self._run_task.cancel()
 
     async def _pump(self) -> None:
         while True:
@@ -303,19 +313,26 @@ class Controller:
             if self.status.state is State.LISTENING and rms_dbfs(chunk) > SPEECH_DBFS:
                 self.dispatch(Event.USER_SPEECH)
 
-    async def _recover_source(self, message: str) -> None:
-        log.error("%s; retrying", message)
+    async def _recover(self, port: str, start: Callable[[], Awaitable[None]], message: str) -> None:
+        """Show ERROR while ``port`` is missing and reopen it with backoff (never a busy
+        loop) until it is back; IDLE again once no port is missing."""
+        log.error("%s; retrying until it is back", message)
         self.record.errors.append(message)
-        self.dispatch(Event.DEVICE_LOST)
+        self._lost_ports.add(port)
         backoff = Backoff(initial_s=1.0, cap_s=30.0)
         while True:
+            if self.status.state is not State.ERROR:  # e.g. a button press dismissed it
+                self.dispatch(Event.DEVICE_LOST)
             await self._sleep(backoff.next_delay())
             try:
-                await self.source.start()
+                await start()
             except DeviceLostError as error:
                 log.warning("%s", error)
                 continue
-            self.dispatch(Event.DEVICE_BACK)
+            log.info("the %s is back", port)
+            self._lost_ports.discard(port)
+            if not self._lost_ports:
+                self.dispatch(Event.DEVICE_BACK)
             return
 
     # -- task helpers ------------------------------------------------------------------------

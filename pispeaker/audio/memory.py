@@ -71,14 +71,19 @@ class MemorySink:
         self._player: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._lost = asyncio.Event()
+        self._lost_message = ""
 
     async def start(self) -> None:
+        self._lost.clear()
         if self._player is None:
             self._player = asyncio.create_task(self._play_forever(), name="memory-sink")
 
     def write(self, pcm: bytes) -> None:
         if self._player is None:
             raise DeviceLostError("memory speaker is not started")
+        if self._lost.is_set():
+            return
         self._idle.clear()
         self._queue.put_nowait(pcm)
 
@@ -93,6 +98,16 @@ class MemorySink:
 
     async def drain(self) -> None:
         await self._idle.wait()
+
+    async def wait_lost(self) -> str:
+        await self._lost.wait()
+        return self._lost_message
+
+    def lose(self, message: str = "memory speaker disappeared (as scripted)") -> None:
+        """Make the speaker fail, as an unplugged one does."""
+        self.flush()
+        self._lost_message = message
+        self._lost.set()
 
     async def stop(self) -> None:
         if self._player is not None:

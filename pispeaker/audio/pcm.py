@@ -75,3 +75,44 @@ def dominant_frequency(pcm: bytes, rate: int) -> float:
     samples = to_samples(pcm).astype(np.float64)
     spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size)))
     return float(np.argmax(spectrum)) * rate / samples.size
+
+
+Floats = npt.NDArray[np.float32]
+
+
+class StreamResampler:
+    """Resamples a stream of float32 mono samples piece by piece (soxr keeps the filter
+    state between pieces, so there are no clicks at piece boundaries).
+
+    Output pieces vary in length around ``len(piece) * out_rate / in_rate``.
+    """
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        self.in_rate, self.out_rate = in_rate, out_rate
+        self._stream = self._new_stream()
+
+    def process(self, samples: Floats) -> Floats:
+        """The resampled samples that ``samples`` completes (soxr holds back a few)."""
+        if self._stream is None:
+            return samples
+        return np.asarray(self._stream.resample_chunk(samples), dtype=np.float32)
+
+    def finish(self) -> Floats:
+        """The samples held back, at the end of a stream; then start afresh."""
+        if self._stream is None:
+            return np.zeros(0, dtype=np.float32)
+        tail = np.asarray(
+            self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True),
+            dtype=np.float32,
+        )
+        self.reset()
+        return tail
+
+    def reset(self) -> None:
+        """Forget the samples held back, e.g. after playback was flushed."""
+        self._stream = self._new_stream()
+
+    def _new_stream(self) -> "soxr.ResampleStream | None":  # None: nothing to resample
+        if self.in_rate == self.out_rate:
+            return None
+        return soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32", quality="HQ")

@@ -50,6 +50,10 @@ class AudioSink(Protocol):
     async def drain(self) -> None:
         """Return once everything queued before the call has played (or was flushed)."""
 
+    async def wait_lost(self) -> str:
+        """Return, with a message naming the device, once the open device has failed
+        (unplugged); audio written after that is dropped until ``start`` succeeds again."""
+
     async def stop(self) -> None:
         """Close the device; safe to call twice."""
 

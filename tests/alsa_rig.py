@@ -1,0 +1,153 @@
+"""Real libasound without a sound card: ALSA `file` PCMs over the `null` PCM.
+
+A capture PCM reads its `infile` (a regular file, or a FIFO that a writer thread feeds in
+real time); a playback PCM writes into its `file` (a regular file, or a FIFO that a reader
+thread drains in real time, which paces playback as a card would). The null slave accepts any
+rate and format, so each test PCM is used at the exact format the adapter is told to open.
+"""
+
+import contextlib
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pispeaker.audio.alsa import Request
+
+
+class AlsaRig:
+    """Writes an ALSA configuration of test PCMs and points libasound at it."""
+
+    def __init__(self, directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.directory = directory
+        self._pcms: dict[str, str] = {}
+        self._monkeypatch = monkeypatch
+        self._version = 0
+        self._write()
+
+    def capture(self, name: str, infile: Path) -> str:
+        """Define capture PCM ``name`` reading ``infile``; return the name."""
+        self._pcms[name] = (
+            f'type file\n slave.pcm "null"\n infile "{infile}"\n file "/dev/null"\n format "raw"'
+        )
+        self._write()
+        return name
+
+    def playback(self, name: str, outfile: Path) -> str:
+        """Define playback PCM ``name`` writing into ``outfile``; return the name."""
+        self._pcms[name] = f'type file\n slave.pcm "null"\n file "{outfile}"\n format "raw"'
+        self._write()
+        return name
+
+    def unplug(self, name: str) -> None:
+        """Remove PCM ``name``, as unplugging its card does."""
+        del self._pcms[name]
+        self._write()
+
+    def _write(self) -> None:
+        # libasound reloads its configuration when the file's path, inode or mtime changes;
+        # mtime has one-second steps, so every change gets a new file.
+        self._version += 1
+        self.path = self.directory / f"asound-{self._version}.conf"
+        body = "".join(f"pcm.{name} {{\n {text}\n}}\n" for name, text in self._pcms.items())
+        self.path.write_text(f"</usr/share/alsa/alsa.conf>\n{body}")
+        self._monkeypatch.setenv("ALSA_CONFIG_PATH", str(self.path))
+
+
+def request(device: str, rate: int, channels: int = 1, format_name: str = "S16_LE") -> Request:
+    """A device request with an explicit format (file PCMs accept anything)."""
+    key = "audio.capture_device" if "mic" in device else "audio.playback_device"
+    return Request(key, device, rate, channels, format_name)
+
+
+class PacedWriter(threading.Thread):
+    """Feeds a FIFO like a microphone: ``period`` bytes every ``period_s`` seconds.
+
+    ``pause()`` stops writing while keeping the FIFO open (a hung device).
+    """
+
+    def __init__(self, fifo: Path, audio: bytes, period: int, period_s: float) -> None:
+        super().__init__(daemon=True)
+        self.fifo, self.audio, self.period, self.period_s = fifo, audio, period, period_s
+        self.paused = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        with contextlib.suppress(BrokenPipeError):  # the capture side closed: done
+            self._write_paced()
+
+    def _write_paced(self) -> None:
+        with open(self.fifo, "wb", buffering=0) as pipe:
+            start = time.monotonic()
+            for index, offset in enumerate(range(0, len(self.audio), self.period)):
+                if self.done.is_set():
+                    return
+                while self.paused.is_set() and not self.done.is_set():
+                    time.sleep(0.01)
+                pipe.write(self.audio[offset : offset + self.period])
+                time.sleep(max(0.0, start + (index + 1) * self.period_s - time.monotonic()))
+            self.done.wait()
+
+    def pause(self) -> None:
+        self.paused.set()
+
+    def finish(self) -> None:
+        self.done.set()
+
+
+#: The speaker process: opens the FIFO read-write (so the open does not wait for a writer and
+#: the pipe can be shrunk to one page before data arrives: the writer then feels the pace, as
+#: on a card), then drains it at most BYTES_PER_S into OUT until killed.
+_SPEAKER = """
+import fcntl, os, sys, time
+fifo, bytes_per_s, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fd = os.open(fifo, os.O_RDWR)
+fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)
+with open(out, "ab", buffering=0) as sink:
+    print("open", flush=True)
+    while True:
+        data = os.read(fd, max(2, bytes_per_s // 100))
+        sink.write(data)
+        time.sleep(len(data) / bytes_per_s)
+"""
+
+
+class PacedReader:
+    """Drains a FIFO like a speaker, in its own process: pyalsaaudio's drop() holds the GIL
+    while the file plugin writes what it buffered, so a reader thread would deadlock.
+    ``hang_up()`` kills it, closing the FIFO as an unplugged card vanishes."""
+
+    def __init__(self, fifo: Path, bytes_per_s: int) -> None:
+        self.fifo, self.bytes_per_s = fifo, bytes_per_s
+        self.out = fifo.with_name(f"{fifo.name}.{time.monotonic_ns()}.played")
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        """Start draining; return once the FIFO is open and shrunk (before ALSA opens it)."""
+        self.out.write_bytes(b"")
+        args = [sys.executable, "-c", _SPEAKER, str(self.fifo), str(self.bytes_per_s)]
+        self.process = subprocess.Popen([*args, str(self.out)], stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        assert self.process.stdout.readline() == "open\n"
+
+    @property
+    def received(self) -> bytes:
+        return self.out.read_bytes()
+
+    def wait_for(self, size: int, within_s: float = 5.0) -> bytes:
+        """What was received, once it is at least ``size`` bytes (the pipe and the pacing
+        hold some back after ALSA has drained)."""
+        deadline = time.monotonic() + within_s
+        while len(self.received) < size and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.received
+
+    def hang_up(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(5)
+            if self.process.stdout is not None:
+                self.process.stdout.close()
