@@ -4,10 +4,11 @@ started in dependency order and stopped in reverse within a bounded time."""
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
-from pispeaker.audio.ports import AudioSink, AudioSource
-from pispeaker.config import Config
+from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError
+from pispeaker.audio.volume import Volume, state_dir
+from pispeaker.config import AudioConfig, Config
 from pispeaker.controller import Controller, Policy
 from pispeaker.live.client import declarations
 from pispeaker.live.link import LinkEvent, LiveLink
@@ -33,19 +34,36 @@ def policy_from(config: Config) -> Policy:
     )
 
 
+def build_volume(audio: AudioConfig, environ: Mapping[str, str]) -> Volume:
+    """The volume kept in the state directory, on the configured mixer control if it can
+    be opened (else in software, with a warning naming the controls there are)."""
+    mixer = None
+    if audio.mixer_control:
+        from pispeaker.audio.alsa import open_mixer  # only with ALSA mixer hardware
+
+        try:
+            mixer = open_mixer(audio.mixer_control, audio.mixer_device)
+        except DeviceLostError as error:
+            log.warning("%s; using software volume instead", error)
+    return Volume(audio.volume, state_dir(environ) / "volume", mixer)
+
+
 def build_controller(
     config: Config,
     api_key: str,
     source: AudioSource,
     sink: AudioSink,
     on_state: Callable[[Status], None] = lambda status: None,
+    volume: Volume | None = None,
 ) -> Controller:
     """A controller talking to ``config.live`` through the given audio ports."""
 
     def make_link(report: Callable[[LinkEvent], None], tools: list[Tool]) -> LiveLink:
         return LiveLink(config.live, api_key, report, declarations(tools))
 
-    return Controller(source, sink, make_link, policy_from(config), on_state=on_state)
+    return Controller(
+        source, sink, make_link, policy_from(config), on_state=on_state, volume=volume
+    )
 
 
 @contextlib.asynccontextmanager

@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_config(commands)
     _add_demo(commands)
     _add_emulator(commands)
+    _add_sound_checks(commands)
     return parser
 
 
@@ -76,6 +77,24 @@ def _add_emulator(commands: "argparse._SubParsersAction[argparse.ArgumentParser]
     emulator.add_argument("--timeline", type=Path, help="append every event to this JSONL file")
 
 
+def _add_sound_checks(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    commands.add_parser(
+        "devices",
+        help="list sound cards and ALSA devices with what they accept, and suggest config lines",
+    )
+    mic = commands.add_parser(
+        "test-mic", help="show the configured microphone's level live (Ctrl-C stops)"
+    )
+    mic.add_argument("--seconds", type=float, default=0.0, help="stop after this long")
+    mic.add_argument("--record", type=Path, help="also save what it heard to this WAV file")
+    speaker = commands.add_parser(
+        "test-speaker", help="play a tone or a chime on the configured speaker"
+    )
+    speaker.add_argument("--frequency", type=float, default=440.0, help="tone in Hz")
+    speaker.add_argument("--seconds", type=float, default=1.0, help="tone length")
+    speaker.add_argument("--chime", action="store_true", help="play the chime instead")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pispeaker`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -100,6 +119,8 @@ def _run(args: argparse.Namespace) -> int:
         return _check_config(args.path or args.config or DEFAULT_CONFIG_PATH)
     if args.command == "demo":
         return _demo(_config(args.config), args)
+    if args.command in SOUND_CHECKS:
+        return _sound_check(_config(args.config), args)
     return _emulator(args)
 
 
@@ -127,6 +148,25 @@ def _demo(config: Config, args: argparse.Namespace) -> int:
 
     options = DemoOptions(input_wav=args.input, output_wav=args.output, fast=args.fast)
     return asyncio.run(run_demo(config, options))
+
+
+SOUND_CHECKS = ("devices", "test-mic", "test-speaker")
+
+
+def _sound_check(config: Config, args: argparse.Namespace) -> int:
+    from pispeaker import soundcheck
+    from pispeaker.app import build_volume
+
+    if args.command == "devices":
+        return soundcheck.show_devices(sys.stdout)
+    if args.command == "test-mic":
+        return asyncio.run(soundcheck.test_mic(config.audio, args.seconds, args.record, sys.stdout))
+    volume = build_volume(config.audio, os.environ)
+    return asyncio.run(
+        soundcheck.test_speaker(
+            config.audio, volume, args.frequency, args.seconds, args.chime, sys.stdout
+        )
+    )
 
 
 def _emulator(args: argparse.Namespace) -> int:

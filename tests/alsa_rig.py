@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ class AlsaRig:
     def __init__(self, directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         self.directory = directory
         self._pcms: dict[str, str] = {}
+        self.cleanups: list[Callable[[], None]] = []  # for fixtures to run at the end
         self._monkeypatch = monkeypatch
         self._version = 0
         self._write()

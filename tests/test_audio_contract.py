@@ -1,27 +1,89 @@
-"""The audio port contract, run against every adapter (the ALSA adapter joins with issue 4)."""
+"""The audio port contract, run against every adapter: the in-memory fakes and the ALSA
+adapter on real libasound (file PCMs fed and drained in real time through FIFOs)."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from pispeaker.audio.alsa import AlsaSink, AlsaSource
 from pispeaker.audio.memory import MemorySink, MemorySource
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, tone
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, silence, tone
 from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError, PrerollRing
+from tests.alsa_rig import AlsaRig, PacedReader, PacedWriter, request
 
 REPLY = tone(440, 1.0, OUTPUT_RATE)
 PIECE = byte_count(0.1, OUTPUT_RATE)
 
-SINKS: dict[str, Callable[[], AudioSink]] = {"memory-realtime": lambda: MemorySink(realtime=True)}
-SOURCES: dict[str, Callable[[bytes], AudioSource]] = {"memory": lambda audio: MemorySource(audio)}
+
+@dataclass
+class SinkUnderTest:
+    """A started sink, how to read what it played, and how to unplug it."""
+
+    sink: AudioSink
+    played: Callable[[Callable[[bytes], bool]], bytes]  # waits until the check holds
+    unplug: Callable[[], None]
+
+
+def memory_sink(_rig: AlsaRig) -> SinkUnderTest:
+    sink = MemorySink(realtime=True)
+    return SinkUnderTest(sink, lambda _done: bytes(sink.played), sink.lose)
+
+
+def alsa_sink(rig: AlsaRig) -> SinkUnderTest:
+    fifo = rig.directory / "speaker.fifo"
+    os.mkfifo(fifo)
+    speaker = PacedReader(fifo, bytes_per_s=2 * OUTPUT_RATE)  # plays in real time
+    speaker.start()
+    sink = AlsaSink(request(rig.playback("speaker", fifo), OUTPUT_RATE))
+
+    def played(done: Callable[[bytes], bool]) -> bytes:
+        deadline = time.monotonic() + 5
+        while not done(speaker.received) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the pipe and the pacing hold some back after a drain
+        return speaker.received
+
+    return SinkUnderTest(sink, played, speaker.hang_up)
+
+
+def alsa_source(rig: AlsaRig, audio: bytes) -> AudioSource:
+    fifo = rig.directory / "mic.fifo"
+    os.mkfifo(fifo)
+    writer = PacedWriter(fifo, audio + silence(1.0, INPUT_RATE), period=640, period_s=0.002)
+    writer.start()
+    rig.cleanups.append(writer.finish)
+    return AlsaSource(request(rig.capture("mic", fifo), INPUT_RATE))
+
+
+SINKS: dict[str, Callable[[AlsaRig], SinkUnderTest]] = {
+    "memory-realtime": memory_sink,
+    "alsa": alsa_sink,
+}
+SOURCES: dict[str, Callable[[AlsaRig, bytes], AudioSource]] = {
+    "memory": lambda _rig, audio: MemorySource(audio),
+    "alsa": alsa_source,
+}
+
+
+@pytest.fixture
+def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AlsaRig]:
+    rig = AlsaRig(tmp_path, monkeypatch)
+    yield rig
+    for cleanup in rig.cleanups:
+        cleanup()
 
 
 @pytest.fixture(params=list(SINKS))
-async def sink(request: pytest.FixtureRequest) -> AsyncIterator[AudioSink]:
-    adapter = SINKS[request.param]()
-    await adapter.start()
+async def under_test(request: pytest.FixtureRequest, rig: AlsaRig) -> AsyncIterator[SinkUnderTest]:
+    adapter = SINKS[request.param](rig)
+    await adapter.sink.start()
     yield adapter
-    await adapter.stop()
+    await adapter.sink.stop()
+    adapter.unplug()
 
 
 def _write_pieces(sink: AudioSink, pcm: bytes) -> None:
@@ -29,48 +91,57 @@ def _write_pieces(sink: AudioSink, pcm: bytes) -> None:
         sink.write(pcm[offset : offset + PIECE])
 
 
-def _played(sink: AudioSink) -> bytes:
-    assert isinstance(sink, MemorySink)  # each adapter gets its own way to read the output
-    return bytes(sink.played)
-
-
-async def test_sink_plays_everything_in_order_and_taps_it(sink: AudioSink) -> None:
+async def test_sink_plays_everything_in_order_and_taps_it(under_test: SinkUnderTest) -> None:
     tapped = bytearray()
-    sink.tap = tapped.extend
-    _write_pieces(sink, REPLY[: 3 * PIECE])
-    await asyncio.wait_for(sink.drain(), 5)
-    assert _played(sink) == REPLY[: 3 * PIECE]
-    assert bytes(tapped) == _played(sink)
+    under_test.sink.tap = tapped.extend
+    _write_pieces(under_test.sink, REPLY[: 3 * PIECE])
+    await asyncio.wait_for(under_test.sink.drain(), 5)
+    played = under_test.played(lambda played: len(played) >= 3 * PIECE)
+    assert played == REPLY[: 3 * PIECE]
+    assert bytes(tapped) == played
 
 
-async def test_flush_drops_queued_audio_at_once(sink: AudioSink) -> None:
+async def test_flush_drops_queued_audio_at_once(under_test: SinkUnderTest) -> None:
     first_played = asyncio.Event()
-    sink.tap = lambda _pcm: first_played.set()
-    _write_pieces(sink, REPLY)
+    under_test.sink.tap = lambda _pcm: first_played.set()
+    _write_pieces(under_test.sink, REPLY)
     await asyncio.wait_for(first_played.wait(), 5)
-    sink.flush()
-    await asyncio.wait_for(sink.drain(), 1)  # nothing left to play: returns promptly
+    await asyncio.sleep(0.1)
+    under_test.sink.flush()
+    await asyncio.wait_for(under_test.sink.drain(), 1)  # nothing left to play: returns promptly
     marker = tone(1000, 0.1, OUTPUT_RATE)
-    sink.write(marker)
-    await asyncio.wait_for(sink.drain(), 5)
-    played = _played(sink)
+    under_test.sink.write(marker)
+    await asyncio.wait_for(under_test.sink.drain(), 5)
+    played = under_test.played(lambda played: played.endswith(marker))
     assert played.endswith(marker)
     before_marker = played[: -len(marker)]
     assert REPLY.startswith(before_marker)  # a prefix of the reply: nothing after the flush
     assert len(before_marker) < len(REPLY) // 2
 
 
-async def test_sink_stop_is_idempotent_and_write_after_stop_fails(sink: AudioSink) -> None:
-    await sink.stop()
-    await sink.stop()
+async def test_sink_stop_is_idempotent_and_write_after_stop_fails(
+    under_test: SinkUnderTest,
+) -> None:
+    await under_test.sink.stop()
+    await under_test.sink.stop()
     with pytest.raises(DeviceLostError):
-        sink.write(REPLY[:PIECE])
+        under_test.sink.write(REPLY[:PIECE])
+
+
+async def test_an_unplugged_sink_reports_it_and_drops_audio(under_test: SinkUnderTest) -> None:
+    _write_pieces(under_test.sink, REPLY)
+    await asyncio.sleep(0.2)
+    under_test.unplug()
+    message = await asyncio.wait_for(under_test.sink.wait_lost(), 5)
+    assert message
+    under_test.sink.write(REPLY[:PIECE])  # no error: the audio has nowhere to go
+    await asyncio.wait_for(under_test.sink.drain(), 1)
 
 
 @pytest.mark.parametrize("name", list(SOURCES))
-async def test_source_gives_exact_chunks_then_silence(name: str) -> None:
+async def test_source_gives_exact_chunks_then_silence(name: str, rig: AlsaRig) -> None:
     said = tone(300, 0.05, INPUT_RATE)  # 2.5 chunks of 20 ms
-    source = SOURCES[name](said)
+    source = SOURCES[name](rig, said)
     await source.start()
     chunks = [await source.read() for _ in range(5)]
     await source.stop()
@@ -82,8 +153,8 @@ async def test_source_gives_exact_chunks_then_silence(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(SOURCES))
-async def test_source_read_when_stopped_raises_device_lost(name: str) -> None:
-    source = SOURCES[name](b"")
+async def test_source_read_when_stopped_raises_device_lost(name: str, rig: AlsaRig) -> None:
+    source = SOURCES[name](rig, b"")
     with pytest.raises(DeviceLostError):
         await source.read()
 

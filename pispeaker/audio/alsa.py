@@ -602,3 +602,112 @@ def _resolve(*futures: asyncio.Future[None]) -> None:
     for future in futures:
         if not future.done():
             future.set_result(None)
+
+
+# -- mixer -----------------------------------------------------------------------------------
+
+
+def open_mixer(control: str, device: str) -> Callable[[int], None]:
+    """A setter of hardware volume control ``control`` on ``device``, 0-100 (percent of the
+    control's range). Raises DeviceLostError listing the controls that device has."""
+    try:
+        mixer = alsaaudio.Mixer(control, device=device)
+    except alsaaudio.ALSAAudioError as error:
+        raise DeviceLostError(
+            f"audio.mixer_control {control!r} on audio.mixer_device {device!r}: {error}; "
+            f"controls there: {', '.join(mixer_controls(device)) or 'none'}"
+        ) from error
+
+    def set_level(level: int) -> None:
+        mixer.setvolume(level)
+
+    return set_level
+
+
+def mixer_controls(device: str) -> list[str]:
+    """The simple mixer controls of ``device`` (empty if it has none or is missing)."""
+    try:
+        return list(alsaaudio.mixers(device=device))
+    except alsaaudio.ALSAAudioError:
+        return []
+
+
+# -- what is there ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Card:
+    """A sound card: its index, short id (as in CARD=...) and long name."""
+
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """What one ALSA PCM accepts, or why it could not be opened."""
+
+    name: str
+    rates: str = ""
+    channels: tuple[int, ...] = ()
+    formats: tuple[str, ...] = ()
+    problem: str = ""
+
+
+#: Channel counts probed (asking a plug device for every count it "supports" never ends).
+PROBED_CHANNELS = (1, 2, 4, 6, 8)
+#: Above this, a rate range means "anything": ALSA's plug layer converts.
+MAX_REAL_RATE = 768_000
+
+
+def cards() -> list[Card]:
+    """The sound cards the kernel knows."""
+    return [
+        Card(index, alsaaudio.cards()[position], str(alsaaudio.card_name(index)[0]))
+        for position, index in enumerate(alsaaudio.card_indexes())
+    ]
+
+
+def device_names(capture: bool) -> list[str]:
+    """The PCM names ALSA's configuration offers for capture or playback."""
+    return list(alsaaudio.pcms(alsaaudio.PCM_CAPTURE if capture else alsaaudio.PCM_PLAYBACK))
+
+
+def probe(name: str, capture: bool) -> DeviceReport:
+    """Open ``name`` without waiting (a busy device says so) and ask what it accepts."""
+    kind = alsaaudio.PCM_CAPTURE if capture else alsaaudio.PCM_PLAYBACK
+    try:
+        pcm = alsaaudio.PCM(kind, alsaaudio.PCM_NONBLOCK, device=name)
+    except alsaaudio.ALSAAudioError as error:
+        return DeviceReport(name, problem=str(error))
+    try:
+        formats = tuple(format_name for format_name in pcm.getformats() if format_name)
+        rates = _describe_rates(pcm.getrates())
+    finally:
+        pcm.close()
+    return DeviceReport(name, rates, _channels(kind, name), formats)
+
+
+def _describe_rates(rates: int | tuple[int, int] | list[int]) -> str:
+    if isinstance(rates, int):
+        return f"{rates} Hz"
+    if isinstance(rates, tuple):
+        low, high = rates
+        if high > MAX_REAL_RATE:
+            return "any rate (ALSA converts)"
+        return f"{low}-{high} Hz"
+    return ", ".join(str(rate) for rate in rates) + " Hz"
+
+
+def _channels(kind: int, name: str) -> tuple[int, ...]:
+    accepted = []
+    for count in PROBED_CHANNELS:
+        try:
+            pcm = alsaaudio.PCM(kind, alsaaudio.PCM_NONBLOCK, device=name, channels=count)
+        except alsaaudio.ALSAAudioError:
+            continue
+        if int(pcm.info()["channels"]) == count:
+            accepted.append(count)
+        pcm.close()
+    return tuple(accepted)

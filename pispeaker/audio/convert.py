@@ -38,7 +38,10 @@ def _int_format(name: str, dtype: str, bits: int) -> SampleFormat:
         return (np.frombuffer(data, dtype=dtype) / full_scale).astype(np.float32)
 
     def encode(samples: Floats) -> bytes:
-        scaled = np.clip(np.round(samples * full_scale), -full_scale, full_scale - 1)
+        # float64: float32 cannot hold 2**31 - 1, and its rounding up would wrap to -2**31
+        scaled = np.clip(
+            np.round(samples.astype(np.float64) * full_scale), -full_scale, full_scale - 1
+        )
         return bytes(scaled.astype(dtype).tobytes())
 
     return SampleFormat(name, np.dtype(dtype).itemsize, decode, encode)

@@ -4,6 +4,7 @@ Adapters (ALSA, WAV files, in-memory fakes) implement these Protocols; the contr
 tests/test_audio_contract.py runs against each of them.
 """
 
+import os
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -14,6 +15,8 @@ from pispeaker.errors import PispeakerError
 
 class DeviceLostError(PispeakerError, OSError):
     """An audio device failed or disappeared; the message names it and the next step."""
+
+    exit_code = os.EX_UNAVAILABLE
 
 
 class AudioSource(Protocol):

@@ -1,5 +1,6 @@
 """The speaker volume: 0-100, remembered across restarts, in software or on a mixer."""
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -9,8 +10,8 @@ from pispeaker.audio.pcm import scale
 
 log = logging.getLogger(__name__)
 
-#: Attenuation at level 1; level 100 is 0 dB and 0 is silence. The ear hears decibels, so
-#: the level maps onto them linearly: 50 is -20 dB.
+#: Level 100 is 0 dB and the levels map linearly onto decibels down to -RANGE_DB (the ear
+#: hears decibels): 50 is -20 dB, 1 is -39.6 dB; 0 is silence.
 RANGE_DB = 40.0
 
 
@@ -79,6 +80,8 @@ class Volume:
             os.replace(temporary, path)  # atomic: a power cut leaves the old or the new level
         except OSError as error:
             log.warning("cannot remember the volume in %s: %s", path, error)
+            with contextlib.suppress(OSError):  # only a half-written file to tidy
+                temporary.unlink(missing_ok=True)
 
     def _to_mixer(self) -> None:
         if self._mixer is not None:
