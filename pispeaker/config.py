@@ -189,8 +189,8 @@ class AudioConfig(_Section):
         0,
         ge=0,
         le=192_000,
-        description="Playback sample rate in Hz; 0 asks for 48000 and "
-        "takes the nearest the device offers.",
+        description="Playback sample rate in Hz; 0 asks for 24000 (the replies' "
+        "own rate) and takes the nearest the device offers.",
     )
     playback_channels: int = Field(
         0, ge=0, le=32, description="Playback channels; 0 asks for 1 and takes what is offered."

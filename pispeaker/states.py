@@ -168,7 +168,6 @@ _RULES: dict[tuple[State, Event], Rule] = {
     (State.SPEAKING, Event.END_CONVERSATION): _close_after_reply,
     (State.INTERRUPTED, Event.FLASH_DONE): _to(State.LISTENING, Effect.START_FOLLOW_UP),
     (State.MUTED, Event.BUTTON_HOLD): _to(State.IDLE),
-    (State.MUTED, Event.DEVICE_LOST): _to(State.ERROR),
     (State.ERROR, Event.RETRY): _to(State.IDLE),
     (State.ERROR, Event.DEVICE_BACK): _to(State.IDLE),
     (State.ERROR, Event.BUTTON_PRESS): _to(State.IDLE),

@@ -43,9 +43,10 @@ OPEN_TIMEOUT_S = 5.0
 STALL_S = 2.0
 #: Captured audio held for a slow event loop before the oldest is dropped (counted).
 CAPTURE_BACKLOG_S = 2.0
-#: The rate asked for when the config says 0: what nearly every USB device runs at natively,
-#: so that soxr, not plughw's simpler converter, does the resampling.
-NATIVE_RATE = 48_000
+#: The capture rate asked for when the config says 0: what nearly every USB microphone runs
+#: at natively, so that soxr, not plughw's linear converter (which does not filter before
+#: decimating, so noise above 8 kHz would alias into the speech band), makes the 16 kHz.
+NATIVE_CAPTURE_RATE = 48_000
 #: The order in which sample formats are tried when the config says "auto".
 PREFERRED_FORMATS = ("S16_LE", "S32_LE", "S24_LE", "S24_3LE", "FLOAT_LE")
 #: pyalsaaudio's read() and write() return this (-EPIPE) on an overrun or underrun.
@@ -277,7 +278,7 @@ class AlsaSource:
     async def start(self) -> None:
         await self.stop()
         opened = await _open_in_thread(
-            self._opener, alsaaudio.PCM_CAPTURE, self.request, NATIVE_RATE
+            self._opener, alsaaudio.PCM_CAPTURE, self.request, NATIVE_CAPTURE_RATE
         )
         if self.channel > opened.channels:
             opened.pcm.close()
@@ -424,7 +425,7 @@ class AlsaSink:
     async def start(self) -> None:
         await self.stop()
         opened = await _open_in_thread(
-            self._opener, alsaaudio.PCM_PLAYBACK, self.request, NATIVE_RATE
+            self._opener, alsaaudio.PCM_PLAYBACK, self.request, OUTPUT_RATE
         )
         log.info("playing to %r at %s", self.request.device, opened.describe())
         self.opened = opened
