@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 SPEECH_DBFS = -40.0
 #: Seconds of played audio kept as the echo canceller's reference signal.
 REFERENCE_S = 2.0
+#: A device that has worked this long since it came back starts its reopen backoff afresh;
+#: one that fails sooner (hung, flaky cable) keeps backing off instead of flapping.
+STABLE_S = 60.0
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -104,6 +107,8 @@ class Controller:
         self._crashed: BaseException | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._lost_ports: set[str] = set()  # which of "microphone", "speaker" are missing
+        self._reopen_backoffs: dict[str, Backoff] = {}
+        self._back_at: dict[str, float] = {}  # loop time each port last came back
         self.reference = PrerollRing(REFERENCE_S, OUTPUT_RATE)
         sink.tap = self.reference.append  # what was played: the echo canceller's reference
 
@@ -289,7 +294,7 @@ class Controller:
             try:
                 await self._pump()
             except DeviceLostError as error:
-                await self._recover("microphone", self.source.start, str(error))
+                await self._recover("microphone", self._reopen_source, str(error))
 
     async def _watch_speaker_forever(self) -> None:
         while True:
@@ -313,13 +318,23 @@ class Controller:
             if self.status.state is State.LISTENING and rms_dbfs(chunk) > SPEECH_DBFS:
                 self.dispatch(Event.USER_SPEECH)
 
+    async def _reopen_source(self) -> None:
+        """Open the microphone and read one chunk: a hung device opens but delivers
+        nothing, and must not count as back."""
+        await self.source.start()
+        await self.source.read()
+
     async def _recover(self, port: str, start: Callable[[], Awaitable[None]], message: str) -> None:
         """Show ERROR while ``port`` is missing and reopen it with backoff (never a busy
-        loop) until it is back; IDLE again once no port is missing."""
+        loop) until it is back; IDLE again once no port is missing. The backoff carries on
+        from the last loss unless the port then worked for STABLE_S."""
         log.error("%s; retrying until it is back", message)
         self.record.errors.append(message)
         self._lost_ports.add(port)
-        backoff = Backoff(initial_s=1.0, cap_s=30.0)
+        backoff = self._reopen_backoffs.setdefault(port, Backoff(initial_s=1.0, cap_s=30.0))
+        now = asyncio.get_running_loop().time()
+        if now - self._back_at.get(port, now - STABLE_S) >= STABLE_S:
+            backoff.reset()
         while True:
             if self.status.state is not State.ERROR:  # e.g. a button press dismissed it
                 self.dispatch(Event.DEVICE_LOST)
@@ -330,6 +345,7 @@ class Controller:
                 log.warning("%s", error)
                 continue
             log.info("the %s is back", port)
+            self._back_at[port] = asyncio.get_running_loop().time()
             self._lost_ports.discard(port)
             if not self._lost_ports:
                 self.dispatch(Event.DEVICE_BACK)

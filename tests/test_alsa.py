@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pispeaker.app import build_volume
 from pispeaker.audio.alsa import AlsaSink, AlsaSource, Opened, Request, open_device
 from pispeaker.audio.convert import FORMATS
 from pispeaker.audio.pcm import (
@@ -22,6 +23,7 @@ from pispeaker.audio.pcm import (
     tone,
 )
 from pispeaker.audio.ports import DeviceLostError
+from pispeaker.config import AudioConfig
 from tests.alsa_rig import AlsaRig, PacedReader, PacedWriter, request
 from tests.conftest import speech
 
@@ -339,3 +341,18 @@ async def test_microphone_that_stops_then_vanishes_then_returns(
     rig.capture("mic", fifo)  # plugged back in
     heard = await capture(source, 0.5)
     assert heard == said[: len(heard)]
+
+
+# -- volume on a mixer control -------------------------------------------------------------------
+
+
+def test_a_missing_mixer_control_falls_back_to_software_volume(
+    rig: AlsaRig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    audio = AudioConfig(mixer_control="PCM", mixer_device="hw:CARD=Nope", volume=40)
+    volume = build_volume(audio, {"STATE_DIRECTORY": str(tmp_path)})
+    assert "audio.mixer_control 'PCM' on audio.mixer_device 'hw:CARD=Nope'" in caplog.text
+    assert "controls there: none; using software volume instead" in caplog.text
+    assert volume.gain == pytest.approx(10 ** (-24 / 20))  # 40 is -24 dB in software
+    volume.set(55)
+    assert (tmp_path / "volume").read_text() == "55\n"

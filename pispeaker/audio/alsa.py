@@ -231,7 +231,8 @@ async def _in_own_thread(work: Callable[[], T], timeout_s: float, late: Callable
                 late(result)  # type: ignore[arg-type]
 
     threading.Thread(target=run, name="alsa-open", daemon=True).start()
-    return await asyncio.wait_for(future, timeout_s)
+    async with asyncio.timeout(timeout_s):  # a cancel is never lost, unlike with wait_for
+        return await future
 
 
 async def _open_in_thread(opener: Opener, kind: int, request: Request, rate: int) -> Opened:
@@ -297,7 +298,10 @@ class AlsaSource:
         if self._chunks is None:
             raise DeviceLostError(f"{self.request.key} {self.request.device!r} is not open")
         try:
-            chunk = await asyncio.wait_for(self._chunks.get(), self.stall_s)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns a chunk that was
+            # ready instead of raising a cancel that arrived at the same time.
+            async with asyncio.timeout(self.stall_s):
+                chunk = await self._chunks.get()
         except TimeoutError:
             raise DeviceLostError(
                 f"{self.request.key} {self.request.device!r} delivered no audio for "
@@ -435,10 +439,10 @@ class AlsaSink:
         self._writer.start()
 
     def write(self, pcm: bytes) -> None:
+        if self._lost.is_set():
+            return  # the device is gone (even if a reopen failed): the controller recovers it
         if self._writer is None or self._converter is None:
             raise DeviceLostError(f"{self.request.key} {self.request.device!r} is not open")
-        if self._lost.is_set():
-            return  # the device is gone; the controller is recovering it
         piece_bytes = byte_count(self.request.period_ms / 1000, OUTPUT_RATE)
         converter = self._converter
         self._writer.queue(
