@@ -127,25 +127,24 @@ class Opened:
 
 def capture_request(audio: AudioConfig) -> Request:
     """The capture device request from the [audio] section."""
-    return Request(
-        "audio.capture_device",
-        audio.capture_device,
-        audio.capture_rate,
-        audio.capture_channels,
-        audio.capture_format,
-        audio.period_ms,
-        audio.periods,
-    )
+    return _request(audio, "capture")
 
 
 def playback_request(audio: AudioConfig) -> Request:
     """The playback device request from the [audio] section."""
+    return _request(audio, "playback")
+
+
+def _request(audio: AudioConfig, direction: str) -> Request:
+    def setting(name: str) -> Any:
+        return getattr(audio, f"{direction}_{name}")
+
     return Request(
-        "audio.playback_device",
-        audio.playback_device,
-        audio.playback_rate,
-        audio.playback_channels,
-        audio.playback_format,
+        f"audio.{direction}_device",
+        setting("device"),
+        setting("rate"),
+        setting("channels"),
+        setting("format"),
         audio.period_ms,
         audio.periods,
     )
