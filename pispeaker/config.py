@@ -158,6 +158,8 @@ class LiveConfig(_Section):
 
 
 SampleFormatName = Literal["auto", "S16_LE", "S24_LE", "S24_3LE", "S32_LE", "FLOAT_LE"]
+SampleRate = Annotated[int, Field(ge=0, le=192_000)]
+ChannelCount = Annotated[int, Field(ge=0, le=32)]
 
 
 class AudioConfig(_Section):
@@ -166,34 +168,30 @@ class AudioConfig(_Section):
     capture_device: str = Field(
         "default", min_length=1, description="ALSA PCM to record from, e.g. plughw:CARD=Device."
     )
-    capture_rate: int = Field(
+    capture_rate: SampleRate = Field(
         0,
-        ge=0,
-        le=192_000,
         description="Capture sample rate in Hz; 0 asks for 48000 and "
         "takes the nearest the device offers.",
     )
-    capture_channels: int = Field(
-        0, ge=0, le=32, description="Capture channels; 0 asks for 1 and takes what is offered."
+    capture_channels: ChannelCount = Field(
+        0, description="Capture channels; 0 asks for 1 and takes what is offered."
     )
     capture_format: SampleFormatName = Field(
         "auto", description="Capture sample format; auto prefers S16_LE."
     )
-    capture_channel: int = Field(
-        0, ge=0, le=32, description="0 mixes all capture channels; N uses only channel N."
+    capture_channel: ChannelCount = Field(
+        0, description="0 mixes all capture channels; N uses only channel N."
     )
     playback_device: str = Field(
         "default", min_length=1, description="ALSA PCM to play to, e.g. plughw:CARD=Device."
     )
-    playback_rate: int = Field(
+    playback_rate: SampleRate = Field(
         0,
-        ge=0,
-        le=192_000,
         description="Playback sample rate in Hz; 0 asks for 24000 (the replies' "
         "own rate) and takes the nearest the device offers.",
     )
-    playback_channels: int = Field(
-        0, ge=0, le=32, description="Playback channels; 0 asks for 1 and takes what is offered."
+    playback_channels: ChannelCount = Field(
+        0, description="Playback channels; 0 asks for 1 and takes what is offered."
     )
     playback_format: SampleFormatName = Field(
         "auto", description="Playback sample format; auto prefers S16_LE."

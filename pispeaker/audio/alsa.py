@@ -352,11 +352,7 @@ class _Reader(threading.Thread):
             frames, data = self.opened.pcm.read()
             if frames == XRUN:
                 self.source.overruns += 1
-                log.warning(
-                    "capture overrun on %r (%d so far)",
-                    self.source.request.device,
-                    self.source.overruns,
-                )
+                _log_xrun("capture overrun", self.source.request, self.source.overruns)
                 continue
             if self.stopping.is_set():
                 return  # a read that ended after stop() may hold anything
@@ -584,11 +580,7 @@ class _Writer(threading.Thread):
             written = self.opened.pcm.write(frames)
             if written == XRUN:
                 self.sink.underruns += 1
-                log.warning(
-                    "playback underrun on %r (%d so far)",
-                    self.sink.request.device,
-                    self.sink.underruns,
-                )
+                _log_xrun("playback underrun", self.sink.request, self.sink.underruns)
                 continue
             frames = frames[max(0, written) * self.frame :]
 
@@ -600,6 +592,12 @@ class _Writer(threading.Thread):
     def _call_soon(self, callback: Callable[..., None], *args: object) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
             self.loop.call_soon_threadsafe(callback, *args)
+
+
+def _log_xrun(what: str, request: Request, count: int) -> None:
+    # ALSA recovered already (pyalsaaudio re-prepares the stream); the count tells whether
+    # the machine is too busy or period_ms x periods too small.
+    log.warning("%s on %r (%d so far)", what, request.device, count)
 
 
 def _resolve(*futures: asyncio.Future[None]) -> None:
