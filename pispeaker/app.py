@@ -68,11 +68,12 @@ def build_controller(
 
 @contextlib.asynccontextmanager
 async def started(controller: Controller) -> AsyncIterator[asyncio.Task[None]]:
-    """Start the sink, the source and the controller; stop them in reverse order."""
+    """Open the ports and start the controller; stop them in reverse order. A port that
+    cannot be opened yet is the controller's to retry (the speaker shows ERROR meanwhile)."""
     async with contextlib.AsyncExitStack() as stack:
-        for port in (controller.sink, controller.source):
-            await port.start()
-            stack.push_async_callback(port.stop)
+        stack.push_async_callback(controller.sink.stop)
+        stack.push_async_callback(controller.source.stop)
+        await controller.open_ports()
         task = asyncio.create_task(controller.run(), name="controller")
         try:
             yield task

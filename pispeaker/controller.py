@@ -107,6 +107,7 @@ class Controller:
         self._crashed: BaseException | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._lost_ports: set[str] = set()  # which of "microphone", "speaker" are missing
+        self._missing: dict[str, str] = {}  # ports that failed to open, and why
         self._reopen_backoffs: dict[str, Backoff] = {}
         self._back_at: dict[str, float] = {}  # loop time each port last came back
         self.reference = PrerollRing(REFERENCE_S, OUTPUT_RATE)
@@ -272,6 +273,15 @@ class Controller:
 
     # -- audio devices ---------------------------------------------------------------------
 
+    async def open_ports(self) -> None:
+        """Open the speaker and the microphone. One that is missing (not plugged in at
+        boot) does not stop the speaker: ``run`` shows ERROR and retries it."""
+        for port, start in (("speaker", self.sink.start), ("microphone", self.source.start)):
+            try:
+                await start()
+            except DeviceLostError as error:
+                self._missing[port] = str(error)
+
     async def run(self) -> None:
         """Pump microphone audio and watch the speaker until cancelled, or until a bug
         crashes one of the controller's tasks (then raise it, for the supervisor); stop
@@ -290,6 +300,8 @@ class Controller:
             await self.link.close()
 
     async def _pump_forever(self) -> None:
+        if "microphone" in self._missing:
+            await self._recover("microphone", self._reopen_source, self._missing["microphone"])
         while True:
             try:
                 await self._pump()
@@ -297,6 +309,8 @@ class Controller:
                 await self._recover("microphone", self._reopen_source, str(error))
 
     async def _watch_speaker_forever(self) -> None:
+        if "speaker" in self._missing:
+            await self._recover("speaker", self.sink.start, self._missing["speaker"])
         while True:
             message = await self.sink.wait_lost()
             await self._recover("speaker", self.sink.start, message)

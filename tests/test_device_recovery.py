@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pispeaker.app import started
 from pispeaker.audio.alsa import AlsaSink, AlsaSource
 from pispeaker.audio.memory import MemorySink, MemorySource
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, silence, tone
@@ -214,6 +215,21 @@ async def test_a_microphone_that_opens_but_keeps_failing_stays_in_error_backing_
     assert controller.record.states == [IDLE, ERROR]
     assert controller.record.errors == ["memory microphone disappeared (as scripted)"]
     assert_backs_off(harness.clock.delays)
+
+
+@pytest.mark.parametrize("missing", ["microphone", "speaker"])
+async def test_a_device_missing_at_boot_is_shown_and_waited_for(missing: str) -> None:
+    # Not plugged in when the service starts: it starts anyway, shows ERROR and retries.
+    mic, speaker = Mic(), Speaker()
+    (mic if missing == "microphone" else speaker).plug.pull(refusals=2)
+    clock = Clock()
+    controller = Controller(mic, speaker, idle_link, sleep=clock.sleep)
+    async with started(controller):
+        await reach(controller, IDLE, count=2)
+    assert controller.record.states == [IDLE, ERROR, IDLE]
+    assert controller.record.errors == [f"test {missing} cannot be opened"]
+    assert len(clock.delays) == 2
+    assert not mic.running  # stopped with the controller
 
 
 async def test_microphone_back_after_failed_reopens_ends_the_error(harness: Harness) -> None:
