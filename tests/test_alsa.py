@@ -245,13 +245,7 @@ class Xrunning:
 def xrun_opener(at: int) -> Any:
     def opener(kind: int, request: Request, rate: int) -> Opened:
         opened = open_device(kind, request, rate)
-        return Opened(
-            Xrunning(opened, at),
-            opened.rate,
-            opened.channels,
-            opened.format_name,
-            opened.period_frames,
-        )
+        return Opened(Xrunning(opened, at), opened.rate, opened.channels, opened.format_name)
 
     return opener
 

@@ -119,7 +119,6 @@ class Opened:
     rate: int
     channels: int
     format_name: str
-    period_frames: int
 
     def describe(self) -> str:
         return f"{self.rate} Hz, {self.channels} ch, {self.format_name}"
@@ -182,7 +181,7 @@ def open_device(kind: int, request: Request, preferred_rate: int) -> Opened:
             f"set the matching {request.key.replace('device', 'format')} or {NEXT_STEP}"
         )
     info = pcm.info()
-    return Opened(pcm, int(info["rate"]), int(info["channels"]), got, int(info["period_size"]))
+    return Opened(pcm, int(info["rate"]), int(info["channels"]), got)
 
 
 def _open_pcm(kind: int, request: Request, rate: int, format_name: str) -> Pcm:
@@ -287,7 +286,7 @@ class AlsaSource:
                 f"{opened.channels} channels"
             )
         log.info("capturing from %r at %s", self.request.device, opened.describe())
-        backlog = max(1, round(CAPTURE_BACKLOG_S * INPUT_RATE * 2 / self.chunk_bytes))
+        backlog = max(1, byte_count(CAPTURE_BACKLOG_S, INPUT_RATE) // self.chunk_bytes)
         self._chunks = asyncio.Queue(maxsize=backlog)
         self.opened = opened
         self._reader = _Reader(self, opened, self._chunks, asyncio.get_running_loop())
