@@ -300,20 +300,21 @@ class Controller:
             await self.link.close()
 
     async def _pump_forever(self) -> None:
-        if "microphone" in self._missing:
-            await self._recover("microphone", self._reopen_source, self._missing["microphone"])
+        lost = self._missing.pop("microphone", None)
         while True:
+            if lost is not None:
+                await self._recover("microphone", self._reopen_source, lost)
             try:
                 await self._pump()
             except DeviceLostError as error:
-                await self._recover("microphone", self._reopen_source, str(error))
+                lost = str(error)
 
     async def _watch_speaker_forever(self) -> None:
-        if "speaker" in self._missing:
-            await self._recover("speaker", self.sink.start, self._missing["speaker"])
+        lost = self._missing.pop("speaker", None)
         while True:
-            message = await self.sink.wait_lost()
-            await self._recover("speaker", self.sink.start, message)
+            if lost is not None:
+                await self._recover("speaker", self.sink.start, lost)
+            lost = await self.sink.wait_lost()
 
     def _crash(self, error: BaseException) -> None:
         log.error("controller crashed", exc_info=error)

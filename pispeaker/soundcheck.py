@@ -66,45 +66,34 @@ def _describe(report: alsa.DeviceReport) -> str:
     )
 
 
-@dataclass(frozen=True)
-class Suggestion:
-    """Which card to record from and which to play to."""
-
-    capture: alsa.Card | None
-    playback: alsa.Card | None
-
-
-def suggest(cards: list[alsa.Card]) -> Suggestion:
-    """USB cards first (the Pi's own HDMI and headphone outputs have no microphone); a
-    card that does both (a speakerphone) for both."""
-
-    def usb_first(card: alsa.Card) -> tuple[bool, int]:
-        return ("usb" not in f"{card.id} {card.name}".lower(), card.index)
-
-    ranked = sorted(cards, key=usb_first)
-    capture = ranked[0] if ranked else None
-    return Suggestion(capture, capture)
+def suggested_card(cards: list[alsa.Card]) -> alsa.Card | None:
+    """The card to record from and play to: USB first (the Pi's own HDMI and headphone
+    outputs have no microphone), then the lowest index."""
+    ranked = sorted(
+        cards, key=lambda card: ("usb" not in f"{card.id} {card.name}".lower(), card.index)
+    )
+    return ranked[0] if ranked else None
 
 
 def suggested_config(cards: list[alsa.Card]) -> str:
     """Config lines for the suggested cards, by name (card numbers change between boots)."""
-    choice = suggest(cards)
-    if choice.capture is None or choice.playback is None:
+    card = suggested_card(cards)
+    if card is None:
         return "No card to suggest; after plugging one in, run `pispeaker devices` again.\n"
     lines = [
         "Suggested lines for /etc/pispeaker/pispeaker.toml (check with test-mic/test-speaker):",
         "  [audio]",
-        f'  capture_device = "plughw:CARD={choice.capture.id},DEV=0"',
-        f'  playback_device = "plughw:CARD={choice.playback.id},DEV=0"',
+        f'  capture_device = "plughw:CARD={card.id},DEV=0"',
+        f'  playback_device = "plughw:CARD={card.id},DEV=0"',
     ]
-    controls = alsa.mixer_controls(f"hw:CARD={choice.playback.id}")
+    controls = alsa.mixer_controls(f"hw:CARD={card.id}")
     volume = next(
         (name for name in ("PCM", "Speaker", "Master", "Headphone") if name in controls), ""
     )
     if volume:
         lines += [
             f'  mixer_control = "{volume}"',
-            f'  mixer_device = "hw:CARD={choice.playback.id}"',
+            f'  mixer_device = "hw:CARD={card.id}"',
         ]
     return "\n".join(lines) + "\n"
 

@@ -453,7 +453,9 @@ class AlsaSink:
 
     async def drain(self) -> None:
         if self._writer is not None and self._converter is not None:
-            self._writer.queue([_Piece(b"", self._converter.finish())])
+            tail = self._converter.finish()  # what soxr held back (nothing in passthrough)
+            if tail:
+                self._writer.queue([_Piece(b"", tail)])
             await self._writer.drain()
 
     async def wait_lost(self) -> str:
@@ -683,7 +685,7 @@ def probe(name: str, capture: bool) -> DeviceReport:
     except alsaaudio.ALSAAudioError as error:
         return DeviceReport(name, problem=str(error))
     try:
-        formats = tuple(format_name for format_name in pcm.getformats() if format_name)
+        formats = tuple(pcm.getformats())
         rates = _describe_rates(pcm.getrates())
     finally:
         pcm.close()
