@@ -11,6 +11,7 @@ extras=""
 packages=(python3 python3-venv python3-dev gcc libasound2-dev)
 if [[ "${1:-}" == "--test" ]]; then
     extras="[test,dev]"
+    packages+=(espeak-ng sox)  # the wake-word tests synthesize their speech
 fi
 
 missing=()

@@ -252,6 +252,122 @@ class ConversationConfig(_Section):
     )
 
 
+class WakeConfig(_Section):
+    """The on-device wake word (openWakeWord): nothing is sent before it fires."""
+
+    models: list[str] = Field(
+        ["hey_jarvis"],
+        description="Wake words: built-in names (alexa, hey_jarvis, hey_mycroft, hey_rhasspy, "
+        "okay_nabu) or paths of custom .tflite/.onnx models; [] for the button only.",
+    )
+    threshold: float = Field(
+        0.5, ge=0.05, le=0.99, description="Score that counts as the wake word, 0.05-0.99."
+    )
+    thresholds: dict[str, float] = Field(
+        {}, description="Per-model thresholds, e.g. { alexa = 0.6 }; others use threshold."
+    )
+    refractory_s: float = Field(
+        2.0, ge=0.2, le=30.0, description="Seconds after a detection with no other, 0.2-30."
+    )
+    warmup_s: float = Field(
+        1.5,
+        ge=0.0,
+        le=10.0,
+        description="Seconds ignored after start or unmute, 0-10: scores spike as models settle.",
+    )
+    barge_in: bool = Field(
+        True, description="The wake word said while the speaker talks interrupts the reply."
+    )
+    preroll_s: float = Field(
+        2.0,
+        ge=0.5,
+        le=10.0,
+        description="Seconds of audio kept so words said right after the wake word are not "
+        "lost while the session connects, 0.5-10.",
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _models_exist(cls, models: list[str]) -> list[str]:
+        from pispeaker.wake.catalog import problem  # lists files only; loads no model
+
+        problems = [text for text in map(problem, models) if text]
+        if len(set(models)) != len(models):
+            problems.append("a model is listed twice")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return models
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_known(
+        cls, thresholds: dict[str, float], info: ValidationInfo
+    ) -> dict[str, float]:
+        names = [Path(spec).stem for spec in info.data.get("models", [])]
+        for name, value in thresholds.items():
+            if name not in names:
+                raise ValueError(f"{name!r} is not one of wake.models ({', '.join(names)})")
+            if not 0.05 <= value <= 0.99:
+                raise ValueError(f"{name}: {value} must be between 0.05 and 0.99")
+        return thresholds
+
+    def threshold_of(self, name: str) -> float:
+        """The threshold of model ``name``."""
+        return self.thresholds.get(name, self.threshold)
+
+
+class PanelConfig(_Section):
+    """The GPIO button and status LEDs (BCM pin numbers; 0 or [] for none)."""
+
+    button_pin: int = Field(0, ge=0, le=27, description="BCM GPIO of the button, 0-27; 0 for none.")
+    button_pull_up: bool = Field(
+        True, description="true: the button connects the pin to ground (the usual wiring)."
+    )
+    hold_s: float = Field(
+        2.0, ge=0.5, le=10.0, description="Hold this long to toggle mute, in seconds, 0.5-10."
+    )
+    debounce_ms: int = Field(
+        30, ge=0, le=200, description="Ignore contact bounce shorter than this, in ms, 0-200."
+    )
+    led_pins: list[int] = Field(
+        [], description="BCM GPIOs of the LEDs, e.g. [17] or [5, 6, 13]; [] for none."
+    )
+    led_rgb: bool = Field(
+        False, description="true: led_pins are the red, green and blue legs of one RGB LED."
+    )
+    led_pwm: bool = Field(True, description="Dim and fade the LEDs (PWM); false: on/off only.")
+    led_active_high: bool = Field(
+        True, description="false for LEDs wired to 3V3, e.g. common-anode RGB LEDs."
+    )
+    brightness: float = Field(
+        1.0, ge=0.05, le=1.0, description="Brightness of a lit LED, 0.05-1.0 (needs led_pwm)."
+    )
+    looks: dict[str, str] = Field(
+        {},
+        description='Per-state looks, e.g. { listening = "blue solid", muted = "red dim" }; '
+        "states not listed keep their default.",
+    )
+
+    @field_validator("led_pins")
+    @classmethod
+    def _pins_usable(cls, pins: list[int], info: ValidationInfo) -> list[int]:
+        if any(not 1 <= pin <= 27 for pin in pins):
+            raise ValueError("LED pins must be BCM GPIO numbers between 1 and 27")
+        if len(set(pins)) != len(pins):
+            raise ValueError("a pin is listed twice")
+        if info.data.get("button_pin") in pins:
+            raise ValueError(f"GPIO{info.data['button_pin']} is already the button_pin")
+        return pins
+
+    @field_validator("led_rgb")
+    @classmethod
+    def _rgb_has_three_pins(cls, rgb: bool, info: ValidationInfo) -> bool:
+        pins = info.data.get("led_pins", [])
+        if rgb and len(pins) != 3:
+            raise ValueError(f"an RGB LED needs 3 led_pins (red, green, blue), not {len(pins)}")
+        return rgb
+
+
 class LoggingConfig(_Section):
     """What the daemon writes to its log (the journal under systemd)."""
 
@@ -269,6 +385,8 @@ class Config(_Section):
     conversation: ConversationConfig = Field(
         default_factory=ConversationConfig, description="[conversation] section."
     )
+    wake: WakeConfig = Field(default_factory=WakeConfig, description="[wake] section.")
+    panel: PanelConfig = Field(default_factory=PanelConfig, description="[panel] section.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="[logging] section.")
 
 
@@ -341,6 +459,11 @@ def _section_model(name: str) -> type[BaseModel]:
 
 
 def _toml_value(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_toml_value, value)) + "]"
+    if isinstance(value, dict):
+        pairs = (f"{json.dumps(key)} = {_toml_value(item)}" for key, item in value.items())
+        return "{ " + ", ".join(pairs) + " }" if value else "{}"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

@@ -92,7 +92,8 @@ def test_unknown_section_suggests_the_nearest(tmp_path: Path) -> None:
 
 def test_unknown_section_without_a_near_one_lists_the_sections(tmp_path: Path) -> None:
     assert problems_of(tmp_path, "[zzzzzz]\n") == [
-        "zzzzzz: unknown section (sections are 'live', 'audio', 'conversation', 'logging')"
+        "zzzzzz: unknown section (sections are "
+        "'live', 'audio', 'conversation', 'wake', 'panel', 'logging')"
     ]
 
 
@@ -152,3 +153,30 @@ def test_redacted_toml_lists_every_key_and_the_key_status() -> None:
         field_paths()
     )
     assert "# Gemini API key: not found: looked everywhere\n" in text
+
+
+def test_wake_and_panel_mistakes_are_reported_together(tmp_path: Path) -> None:
+    text = (
+        '[wake]\nmodels = ["hey_jarvs", "/nowhere/custom.tflite"]\n'
+        "thresholds = { alexa = 0.6 }\n"
+        "[panel]\nbutton_pin = 17\nled_pins = [17, 27]\nled_rgb = true\n"
+    )
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 4
+    assert problems[0].startswith("wake.models: no built-in wake word 'hey_jarvs' (did you mean")
+    assert "'hey_jarvis'" in problems[0]
+    assert "built-in: alexa, hey_jarvis, hey_mycroft, hey_rhasspy, okay_nabu" in problems[0]
+    assert "model file '/nowhere/custom.tflite' does not exist" in problems[0]
+    assert problems[1].startswith("wake.thresholds: 'alexa' is not one of wake.models")
+    assert problems[2].startswith("panel.led_pins: GPIO17 is already the button_pin")
+    assert problems[3].startswith("panel.led_rgb: an RGB LED needs 3 led_pins")
+
+
+def test_custom_model_paths_and_per_model_thresholds_are_accepted(tmp_path: Path) -> None:
+    model = tmp_path / "kitchen.tflite"
+    model.write_bytes(b"model")
+    config = parse_config(
+        {"wake": {"models": ["alexa", str(model)], "thresholds": {"kitchen": 0.7}}}, "test"
+    )
+    assert config.wake.threshold_of("kitchen") == 0.7
+    assert config.wake.threshold_of("alexa") == 0.5

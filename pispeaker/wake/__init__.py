@@ -1,0 +1,1 @@
+"""On-device wake-word detection (openWakeWord): nothing leaves the device until it fires."""
