@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator, Callable, Mapping
 
 from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError
 from pispeaker.audio.volume import Volume, state_dir
-from pispeaker.config import AudioConfig, Config
-from pispeaker.controller import Controller, Policy
+from pispeaker.config import AudioConfig, Config, WakeConfig
+from pispeaker.controller import Controller, MakeWake, Policy
 from pispeaker.live.client import declarations
 from pispeaker.live.link import LinkEvent, LiveLink
 from pispeaker.states import Status
 from pispeaker.tools import Tool
+from pispeaker.wake.detector import Frame
+from pispeaker.wake.listener import WakeListener
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ def policy_from(config: Config) -> Policy:
         max_session_s=conversation.max_session_s,
         max_reconnects=conversation.max_reconnects,
         voice_barge_in=conversation.voice_barge_in,
+        wake_barge_in=config.wake.barge_in,
+        preroll_s=config.wake.preroll_s,
         earcons=conversation.earcons,
         log_transcripts=config.logging.transcripts,
     )
@@ -48,6 +52,27 @@ def build_volume(audio: AudioConfig, environ: Mapping[str, str]) -> Volume:
     return Volume(audio.volume, state_dir(environ) / "volume", mixer)
 
 
+def wake_maker(
+    wake: WakeConfig, on_frame: Callable[[Frame], None] | None = None
+) -> MakeWake | None:
+    """What builds the wake-word listener for ``wake`` (None if it lists no model). The
+    models are loaded here, so a missing or corrupt one is reported before anything runs."""
+    if not wake.models:
+        return None
+    from pispeaker.wake.catalog import resolve
+    from pispeaker.wake.detector import WakeDetector
+    from pispeaker.wake.engine import load_scorer
+
+    scorer = load_scorer(resolve(wake.models))
+    thresholds = {name: wake.threshold_of(name) for name in scorer.names}
+
+    def make(report: Callable[[Frame], None]) -> WakeListener:
+        detector = WakeDetector(scorer, thresholds, wake.refractory_s, wake.warmup_s)
+        return WakeListener(detector, report, on_frame)
+
+    return make
+
+
 def build_controller(
     config: Config,
     api_key: str,
@@ -55,14 +80,22 @@ def build_controller(
     sink: AudioSink,
     on_state: Callable[[Status], None] = lambda status: None,
     volume: Volume | None = None,
+    make_wake: MakeWake | None = None,
 ) -> Controller:
-    """A controller talking to ``config.live`` through the given audio ports."""
+    """A controller talking to ``config.live`` through the given audio ports, woken by
+    ``make_wake``'s listener (see ``wake_maker``) or by the button alone."""
 
     def make_link(report: Callable[[LinkEvent], None], tools: list[Tool]) -> LiveLink:
         return LiveLink(config.live, api_key, report, declarations(tools))
 
     return Controller(
-        source, sink, make_link, policy_from(config), on_state=on_state, volume=volume
+        source,
+        sink,
+        make_link,
+        policy_from(config),
+        on_state=on_state,
+        volume=volume,
+        make_wake=make_wake,
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pispeaker.audio.pcm import OUTPUT_RATE, rms_dbfs, tone
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, rms_dbfs, tone
 from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError, PrerollRing
 from pispeaker.audio.volume import Volume
 from pispeaker.backoff import Backoff
@@ -33,6 +33,8 @@ from pispeaker.live.link import (
 )
 from pispeaker.states import Effect, Event, State, Status, Uplink, transition, uplink
 from pispeaker.tools import Tool, ToolBox, builtin_tools
+from pispeaker.wake.detector import Frame
+from pispeaker.wake.listener import WakeListener
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ REFERENCE_S = 2.0
 #: one that fails sooner (hung, flaky cable) keeps backing off instead of flapping.
 STABLE_S = 60.0
 Sleep = Callable[[float], Awaitable[None]]
+MakeWake = Callable[[Callable[[Frame], None]], WakeListener]
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Policy:
     fatal_retry_s: float = 300.0
     max_reconnects: int = 8
     voice_barge_in: bool = False
+    wake_barge_in: bool = True
+    preroll_s: float = 2.0
     earcons: bool = False
     log_transcripts: bool = True
 
@@ -74,7 +79,8 @@ class Controller:
     """Runs conversations on the given ports until cancelled.
 
     ``make_link(report, tools)`` builds the Live link that reports to the controller and
-    declares the controller's tools (end_conversation, set_volume, get_local_time).
+    declares the controller's tools (end_conversation, set_volume, get_local_time);
+    ``make_wake(report)``, if given, the wake-word listener that reports detections.
     """
 
     def __init__(
@@ -87,6 +93,7 @@ class Controller:
         sleep: Sleep = asyncio.sleep,
         on_state: Callable[[Status], None] = lambda status: None,
         volume: Volume | None = None,
+        make_wake: MakeWake | None = None,
     ) -> None:
         self.source, self.sink = source, sink
         self.policy = policy or Policy()
@@ -112,6 +119,10 @@ class Controller:
         self._back_at: dict[str, float] = {}  # loop time each port last came back
         self.reference = PrerollRing(REFERENCE_S, OUTPUT_RATE)
         sink.tap = self.reference.append  # what was played: the echo canceller's reference
+        # What the microphone heard lately, on the same clock as the wake-word detector.
+        self.preroll = PrerollRing(self.policy.preroll_s)
+        self.wake = make_wake(self._on_wake) if make_wake else None
+        self._wake_end = 0  # stream byte where the last accepted wake word ended
 
     # -- events in ---------------------------------------------------------------------------
 
@@ -122,6 +133,7 @@ class Controller:
         if self.status.state is not before:
             self._cancel(set(self._state_timers.values()))
             self._state_timers.clear()
+            self._mic_privacy(before, self.status.state)
             self.record.states.append(self.status.state)
             self._state_changed.set()
             log.info("%s -> %s (%s)", before.value, self.status.state.value, event.value)
@@ -138,6 +150,30 @@ class Controller:
                 raise self._crashed
             self._state_changed.clear()
             await self._state_changed.wait()
+
+    def _mic_privacy(self, before: State, after: State) -> None:
+        """Nothing heard while MUTED may be used: the pre-roll is emptied on the way in,
+        and the wake word starts afresh on the way out (its audio has a gap)."""
+        if after is State.MUTED:
+            self.preroll.clear()
+        elif before is State.MUTED and self.wake is not None:
+            self.wake.reset()
+
+    def _on_wake(self, frame: Frame) -> None:
+        detection = frame.detection
+        assert detection is not None  # the listener reports detections only
+        state = self.status.state
+        wanted = state is State.IDLE or (state is State.SPEAKING and self.policy.wake_barge_in)
+        log.info(
+            "wake word %s (score %.2f) at %.2f s%s",
+            detection.model,
+            detection.score,
+            detection.end_s,
+            "" if wanted else f"; ignored while {state.value}",
+        )
+        if wanted:
+            self._wake_end = byte_count(detection.end_s, INPUT_RATE)
+            self.dispatch(Event.WAKE_WORD)
 
     def _on_link_event(self, event: LinkEvent) -> None:
         match event:
@@ -244,6 +280,11 @@ class Controller:
         await self._sleep(delay)
         self.link.open(resume=True)
 
+    def _send_preroll(self) -> None:
+        """What the user said between the end of the wake word and now (inference lags
+        behind the audio): the session must hear it too, and nothing said before."""
+        self.link.send_audio(self.preroll.since(self._wake_end))
+
     def _flush(self) -> None:
         self._dropping = True
         self.sink.flush()
@@ -256,6 +297,7 @@ class Controller:
         Effect.OPEN_SESSION: lambda c: c._open_session(),
         Effect.CLOSE_SESSION: lambda c: c._close_session(),
         Effect.RECONNECT: lambda c: c._reconnect(),
+        Effect.SEND_PREROLL: lambda c: c._send_preroll(),
         Effect.FLUSH_PLAYBACK: lambda c: c._flush(),
         Effect.START_FOLLOW_UP: lambda c: c._state_timer(
             "follow-up", c._after(c.policy.follow_up_s, Event.FOLLOW_UP_EXPIRED)
@@ -291,12 +333,17 @@ class Controller:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._pump_forever(), name="capture-pump")
                 group.create_task(self._watch_speaker_forever(), name="speaker-watch")
+                if self.wake is not None:
+                    await self.wake.start()
+                    group.create_task(self.wake.wait_failed(), name="wake-watch")
         except asyncio.CancelledError:
             if self._crashed is not None:
                 raise self._crashed from None
             raise
         finally:
             self._cancel(self._tasks)
+            if self.wake is not None:
+                await self.wake.stop()
             await self.link.close()
 
     async def _pump_forever(self) -> None:
@@ -304,6 +351,7 @@ class Controller:
         while True:
             if lost is not None:
                 await self._recover("microphone", self._reopen_source, lost)
+                self._heard_gap()
             try:
                 await self._pump()
             except DeviceLostError as error:
@@ -328,10 +376,25 @@ class Controller:
         while True:
             chunk = await self.source.read()
             mode = uplink(self.status.state, self.policy.voice_barge_in)
+            if mode is not Uplink.DISCARD:
+                self._hear(chunk)
             if mode in (Uplink.BUFFER, Uplink.LIVE):
                 self.link.send_audio(chunk)
             if self.status.state is State.LISTENING and rms_dbfs(chunk) > SPEECH_DBFS:
                 self.dispatch(Event.USER_SPEECH)
+
+    def _hear(self, chunk: bytes) -> None:
+        """Keep ``chunk`` for the pre-roll and the wake word, on one clock. The detector
+        hears every state but MUTED, so it never needs a warm-up after a conversation."""
+        self.preroll.append(chunk)
+        if self.wake is not None:
+            self.wake.feed(chunk)
+
+    def _heard_gap(self) -> None:
+        """The microphone was away: what came before does not join what comes next."""
+        self.preroll.clear()
+        if self.wake is not None:
+            self.wake.reset()
 
     async def _reopen_source(self) -> None:
         """Open the microphone and read one chunk: a hung device opens but delivers

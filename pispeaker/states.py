@@ -57,6 +57,7 @@ class Effect(enum.Enum):
     OPEN_SESSION = "open session"  # connect; starts the session-length limit
     CLOSE_SESSION = "close session"  # disconnect; stops the session-length limit
     RECONNECT = "reconnect"  # reopen with the resumption handle, after backoff
+    SEND_PREROLL = "send pre-roll"  # send what was said after the wake word, before it fired
     FLUSH_PLAYBACK = "flush playback"  # drop queued and device audio, and the turn's rest
     START_FOLLOW_UP = "start follow-up"  # (re)start the follow-up window timer
     START_FLASH = "start flash"  # start the INTERRUPTED flash timer
@@ -143,7 +144,9 @@ def _close_after_reply(status: Status) -> Transition:
 
 
 _RULES: dict[tuple[State, Event], Rule] = {
-    (State.IDLE, Event.WAKE_WORD): _to(State.CONNECTING, Effect.OPEN_SESSION, Effect.EARCON_START),
+    (State.IDLE, Event.WAKE_WORD): _to(
+        State.CONNECTING, Effect.OPEN_SESSION, Effect.SEND_PREROLL, Effect.EARCON_START
+    ),
     (State.IDLE, Event.BUTTON_PRESS): _to(
         State.CONNECTING, Effect.OPEN_SESSION, Effect.EARCON_START
     ),
@@ -164,7 +167,7 @@ _RULES: dict[tuple[State, Event], Rule] = {
     (State.SPEAKING, Event.REPLY_DONE): _reply_done,
     (State.SPEAKING, Event.SERVER_INTERRUPTED): _to(State.INTERRUPTED, *_BARGE_IN),
     (State.SPEAKING, Event.BUTTON_PRESS): _to(State.INTERRUPTED, *_BARGE_IN),
-    (State.SPEAKING, Event.WAKE_WORD): _to(State.INTERRUPTED, *_BARGE_IN),
+    (State.SPEAKING, Event.WAKE_WORD): _to(State.INTERRUPTED, *_BARGE_IN, Effect.SEND_PREROLL),
     (State.SPEAKING, Event.END_CONVERSATION): _close_after_reply,
     (State.INTERRUPTED, Event.FLASH_DONE): _to(State.LISTENING, Effect.START_FOLLOW_UP),
     (State.MUTED, Event.BUTTON_HOLD): _to(State.IDLE),

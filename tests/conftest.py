@@ -11,9 +11,15 @@ from google import genai
 from google.genai import types
 from google.genai.live import AsyncSession
 
+from pispeaker.audio.memory import MemorySink, MemorySource
 from pispeaker.audio.pcm import INPUT_RATE, silence, tone
+from pispeaker.config import LiveConfig
+from pispeaker.controller import Controller, Policy
 from pispeaker.emulator import EmulatorOptions, LiveEmulator, client_context
-from pispeaker.live.link import LinkEvent, ModelAudio
+from pispeaker.live.client import declarations
+from pispeaker.live.link import LinkEvent, LiveLink, ModelAudio
+from pispeaker.states import State
+from pispeaker.tools import Tool
 
 MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 #: Replies as fast as possible, no thinking time: tests wait on events, never on the clock.
@@ -160,3 +166,55 @@ class Recorder:
 
     def audio(self) -> bytes:
         return b"".join(e.pcm for e in self.events if isinstance(e, ModelAudio))
+
+
+@dataclass
+class Rig:
+    controller: Controller
+    source: MemorySource
+    sink: MemorySink
+
+    async def reach(self, state: State, count: int = 1, within_s: float = 10.0) -> None:
+        async with asyncio.timeout(within_s):
+            await self.controller.entered(state, count)
+
+
+@pytest.fixture
+async def rig_factory() -> AsyncIterator[Callable[..., "asyncio.Future[Rig]"]]:
+    tasks: list[asyncio.Task[None]] = []
+
+    async def build(
+        emulator: LiveEmulator,
+        audio: bytes,
+        policy: Policy | None = None,
+        api_key: str | None = None,
+        **sleep: object,
+    ) -> Rig:
+        live = LiveConfig().model_copy(
+            update={
+                "base_url": emulator.base_url,
+                "ca_file": emulator.ca_file,
+                "silence_duration_ms": 300,
+            }
+        )
+
+        def make_link(report: Callable[[LinkEvent], None], tools: list[Tool]) -> LiveLink:
+            return LiveLink(live, api_key or emulator.api_key, report, declarations(tools))
+
+        source, sink = MemorySource(audio, realtime=True), MemorySink(realtime=True)
+        controller = Controller(
+            source,
+            sink,
+            make_link,
+            policy or Policy(follow_up_s=3.0),
+            **sleep,
+        )  # type: ignore[arg-type]
+        await source.start()
+        await sink.start()
+        tasks.append(asyncio.create_task(controller.run()))
+        return Rig(controller, source, sink)
+
+    yield build  # type: ignore[misc]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

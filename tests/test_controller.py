@@ -2,8 +2,7 @@
 TLS) and in-memory audio ports that run in real time."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import pytest
 
@@ -14,62 +13,10 @@ from pispeaker.config import LiveConfig
 from pispeaker.controller import Controller, Policy
 from pispeaker.emulator import Fault, LiveEmulator, Reply, ScheduledFault, ToolCall
 from pispeaker.live.client import declarations
-from pispeaker.live.link import LinkEvent, LiveLink
+from pispeaker.live.link import LiveLink
 from pispeaker.states import Effect, Event, State, Status
 from pispeaker.tools import Tool, ToolBox
-from tests.conftest import StartEmulator, speech
-
-
-@dataclass
-class Rig:
-    controller: Controller
-    source: MemorySource
-    sink: MemorySink
-
-    async def reach(self, state: State, count: int = 1, within_s: float = 10.0) -> None:
-        async with asyncio.timeout(within_s):
-            await self.controller.entered(state, count)
-
-
-@pytest.fixture
-async def rig_factory() -> AsyncIterator[Callable[..., "asyncio.Future[Rig]"]]:
-    tasks: list[asyncio.Task[None]] = []
-
-    async def build(
-        emulator: LiveEmulator,
-        audio: bytes,
-        policy: Policy | None = None,
-        api_key: str | None = None,
-        **sleep: object,
-    ) -> Rig:
-        live = LiveConfig().model_copy(
-            update={
-                "base_url": emulator.base_url,
-                "ca_file": emulator.ca_file,
-                "silence_duration_ms": 300,
-            }
-        )
-
-        def make_link(report: Callable[[LinkEvent], None], tools: list[Tool]) -> LiveLink:
-            return LiveLink(live, api_key or emulator.api_key, report, declarations(tools))
-
-        source, sink = MemorySource(audio, realtime=True), MemorySink(realtime=True)
-        controller = Controller(
-            source,
-            sink,
-            make_link,
-            policy or Policy(follow_up_s=3.0),
-            **sleep,
-        )  # type: ignore[arg-type]
-        await source.start()
-        await sink.start()
-        tasks.append(asyncio.create_task(controller.run()))
-        return Rig(controller, source, sink)
-
-    yield build  # type: ignore[misc]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+from tests.conftest import Rig, StartEmulator, speech
 
 
 def _gap(seconds: float) -> bytes:

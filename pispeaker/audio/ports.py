@@ -62,27 +62,40 @@ class AudioSink(Protocol):
 
 
 class PrerollRing:
-    """The most recent ``seconds`` of microphone audio, so that words spoken right after the
-    wake word are not lost while the session connects."""
+    """The most recent ``seconds`` of audio, so that words spoken right after the wake word
+    are not lost while the session connects (and what the speaker played, for echo
+    cancellation).
+
+    ``position`` counts every byte ever appended: the stream clock that ``since`` takes.
+    """
 
     def __init__(self, seconds: float, rate: int = INPUT_RATE) -> None:
         self.capacity = byte_count(seconds, rate)
-        self._chunks: deque[bytes] = deque()
+        self.position = 0
+        self._chunks: deque[tuple[int, bytes]] = deque()  # (stream position, audio)
         self._size = 0
 
     def append(self, chunk: bytes) -> None:
         """Keep ``chunk``, forgetting the oldest audio beyond the capacity."""
-        self._chunks.append(chunk)
+        self._chunks.append((self.position, chunk))
+        self.position += len(chunk)
         self._size += len(chunk)
-        while self._size - len(self._chunks[0]) >= self.capacity:
-            self._size -= len(self._chunks.popleft())
+        while self._size - len(self._chunks[0][1]) >= self.capacity:
+            self._size -= len(self._chunks.popleft()[1])
 
     def take(self) -> bytes:
         """Everything kept, oldest first, as whole chunks (at most one chunk over capacity);
         the ring is empty afterwards."""
-        audio = b"".join(self._chunks)
+        audio = b"".join(chunk for _, chunk in self._chunks)
         self.clear()
         return audio
+
+    def since(self, position: int) -> bytes:
+        """The audio kept from stream byte ``position`` on (all of it if that is older);
+        the ring is empty afterwards."""
+        audio = self.take()
+        skip = position - (self.position - len(audio))
+        return audio[max(0, skip) :]
 
     def clear(self) -> None:
         """Forget everything (e.g. on mute: nothing captured then may be used)."""
