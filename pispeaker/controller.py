@@ -33,7 +33,7 @@ from pispeaker.live.link import (
 )
 from pispeaker.states import Effect, Event, State, Status, Uplink, transition, uplink
 from pispeaker.tools import Tool, ToolBox, builtin_tools
-from pispeaker.wake.detector import Frame
+from pispeaker.wake.detector import Detection, Frame
 from pispeaker.wake.listener import WakeListener
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class Record:
     effects: list[Effect] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     reconnect_delays: list[float] = field(default_factory=list)
+    wakes: list[Detection] = field(default_factory=list)  # wake words that were acted on
 
 
 class Controller:
@@ -172,6 +173,7 @@ class Controller:
             "" if wanted else f"; ignored while {state.value}",
         )
         if wanted:
+            self.record.wakes.append(detection)
             self._wake_end = byte_count(detection.end_s, INPUT_RATE)
             self.dispatch(Event.WAKE_WORD)
 
