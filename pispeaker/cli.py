@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_emulator(commands)
     _add_sound_checks(commands)
+    _add_wake_check(commands)
+    _add_panel_checks(commands)
     return parser
 
 
@@ -95,6 +97,25 @@ def _add_sound_checks(commands: "argparse._SubParsersAction[argparse.ArgumentPar
     speaker.add_argument("--chime", action="store_true", help="play the chime instead")
 
 
+def _add_panel_checks(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    button = commands.add_parser(
+        "test-button", help="show the button's raw edges and gestures live (Ctrl-C stops)"
+    )
+    button.add_argument("--seconds", type=float, default=0.0, help="stop after this long")
+    leds = commands.add_parser("test-leds", help="show every state's look on the LEDs in turn")
+    leds.add_argument(
+        "--seconds-per-state", type=float, default=3.0, help="how long to show each state"
+    )
+
+
+def _add_wake_check(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    wake = commands.add_parser(
+        "test-wake", help="show the wake-word scores live, from the microphone or a WAV file"
+    )
+    wake.add_argument("--wav", type=Path, help="score this WAV file instead of the microphone")
+    wake.add_argument("--seconds", type=float, default=0.0, help="stop the microphone after")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pispeaker`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -121,6 +142,10 @@ def _run(args: argparse.Namespace) -> int:
         return _demo(_config(args.config), args)
     if args.command in SOUND_CHECKS:
         return _sound_check(_config(args.config), args)
+    if args.command == "test-wake":
+        return _wake_check(_config(args.config), args)
+    if args.command in PANEL_CHECKS:
+        return _panel_check(_config(args.config), args)
     return _emulator(args)
 
 
@@ -167,6 +192,23 @@ def _sound_check(config: Config, args: argparse.Namespace) -> int:
             config.audio, volume, args.frequency, args.seconds, args.chime, sys.stdout
         )
     )
+
+
+PANEL_CHECKS = ("test-button", "test-leds")
+
+
+def _panel_check(config: Config, args: argparse.Namespace) -> int:
+    from pispeaker import panelcheck
+
+    if args.command == "test-button":
+        return asyncio.run(panelcheck.test_button(config.panel, args.seconds, sys.stdout))
+    return asyncio.run(panelcheck.test_leds(config.panel, args.seconds_per_state, sys.stdout))
+
+
+def _wake_check(config: Config, args: argparse.Namespace) -> int:
+    from pispeaker.wakecheck import test_wake
+
+    return asyncio.run(test_wake(config, args.wav, args.seconds, sys.stdout))
 
 
 def _emulator(args: argparse.Namespace) -> int:

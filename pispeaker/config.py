@@ -367,6 +367,17 @@ class PanelConfig(_Section):
             raise ValueError(f"an RGB LED needs 3 led_pins (red, green, blue), not {len(pins)}")
         return rgb
 
+    @field_validator("looks")
+    @classmethod
+    def _looks_parse(cls, looks: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        """Keys are state names ("listening"); values are looks the configured LEDs can show
+        (parsed by pispeaker.panel.looks.parse_look). Every bad entry is reported at once."""
+        from pispeaker.panel.looks import channels_of, looks_with  # pure: no GPIO library
+
+        channels = channels_of(info.data.get("led_pins", []))
+        looks_with(channels, looks, pwm=info.data.get("led_pwm", True))
+        return looks
+
 
 class LoggingConfig(_Section):
     """What the daemon writes to its log (the journal under systemd)."""
