@@ -5,17 +5,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING
 
 from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError
 from pispeaker.audio.volume import Volume, state_dir
-from pispeaker.config import AudioConfig, Config, WakeConfig
+from pispeaker.config import AudioConfig, Config, PanelConfig, WakeConfig
 from pispeaker.controller import Controller, MakeWake, Policy
 from pispeaker.live.client import declarations
 from pispeaker.live.link import LinkEvent, LiveLink
-from pispeaker.states import Status
+from pispeaker.panel.gestures import Gesture
+from pispeaker.states import Event, Status
 from pispeaker.tools import Tool
 from pispeaker.wake.detector import Frame
 from pispeaker.wake.listener import WakeListener
+
+if TYPE_CHECKING:
+    from pispeaker.panel.gpio import Panel
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +104,30 @@ def build_controller(
     )
 
 
+#: What each button gesture means to the conversation (DESIGN.md: press = start / stop the
+#: reply / end; hold = mute toggle; the state machine decides which).
+GESTURE_EVENTS = {Gesture.PRESS: Event.BUTTON_PRESS, Gesture.HOLD: Event.BUTTON_HOLD}
+
+
+def build_panel(panel: PanelConfig, controller: Controller) -> "Panel":
+    """The button and LEDs of ``panel``, wired to ``controller``: gestures become its events,
+    and every state it enters is shown (once ``started`` opens the panel)."""
+    from pispeaker.panel.gpio import Panel  # gpiozero: only with a panel
+
+    return Panel(panel, lambda gesture: controller.dispatch(GESTURE_EVENTS[gesture]))
+
+
 @contextlib.asynccontextmanager
-async def started(controller: Controller) -> AsyncIterator[asyncio.Task[None]]:
-    """Open the ports and start the controller; stop them in reverse order. A port that
-    cannot be opened yet is the controller's to retry (the speaker shows ERROR meanwhile)."""
+async def started(
+    controller: Controller, panel: "Panel | None" = None
+) -> AsyncIterator[asyncio.Task[None]]:
+    """Open the panel, the ports and start the controller; stop them in reverse order, so
+    the LEDs go dark last, however the body ends (a crash included). A port that cannot be
+    opened yet is the controller's to retry (the speaker shows ERROR meanwhile)."""
     async with contextlib.AsyncExitStack() as stack:
+        if panel is not None:
+            await stack.enter_async_context(panel)
+            _show_states_on(panel, controller)
         stack.push_async_callback(controller.sink.stop)
         stack.push_async_callback(controller.source.stop)
         await controller.open_ports()
@@ -113,3 +137,14 @@ async def started(controller: Controller) -> AsyncIterator[asyncio.Task[None]]:
         finally:
             task.cancel()
             await asyncio.wait([task], timeout=STOP_TIMEOUT_S)
+
+
+def _show_states_on(panel: "Panel", controller: Controller) -> None:
+    before = controller.on_state
+
+    def show(status: Status) -> None:
+        panel.show(status.state)
+        before(status)
+
+    controller.on_state = show
+    panel.show(controller.status.state)

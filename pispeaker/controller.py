@@ -105,7 +105,7 @@ class Controller:
         self.record = Record()
         self.volume = volume or Volume(initial=100)
         self._sleep = sleep
-        self._on_state = on_state
+        self.on_state = on_state  # told of every change of state (LEDs, the demo)
         self._dropping = False  # after a flush: the rest of that turn's audio is not played
         self._state_timers: dict[str, asyncio.Task[None]] = {}
         self._session_timer: asyncio.Task[None] | None = None
@@ -138,7 +138,7 @@ class Controller:
             self.record.states.append(self.status.state)
             self._state_changed.set()
             log.info("%s -> %s (%s)", before.value, self.status.state.value, event.value)
-            self._on_state(self.status)
+            self.on_state(self.status)
         for effect in effects:
             self.record.effects.append(effect)
             self._EFFECTS[effect](self)
