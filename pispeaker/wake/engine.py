@@ -9,7 +9,6 @@ models for it, which no package ships, so it is attached beside the .tflite ones
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from pispeaker.errors import ConfigError
@@ -122,5 +121,5 @@ def _fails(model: ModelFile) -> bool:
 def load_scorer(models: list[ModelFile]) -> OpenWakeWordScorer:
     """The scorer for ``models``, logging what was loaded."""
     scorer = OpenWakeWordScorer(models)
-    log.info("wake words: %s", ", ".join(f"{m.name} ({Path(m.path).name})" for m in models))
+    log.info("wake words: %s", ", ".join(f"{m.name} ({m.path.name})" for m in models))
     return scorer
