@@ -21,6 +21,7 @@ from pispeaker.wake.listener import WakeListener
 
 if TYPE_CHECKING:
     from pispeaker.panel.gpio import Panel
+    from pispeaker.wake.detector import WakeDetector
 
 log = logging.getLogger(__name__)
 
@@ -57,25 +58,26 @@ def build_volume(audio: AudioConfig, environ: Mapping[str, str]) -> Volume:
     return Volume(audio.volume, state_dir(environ) / "volume", mixer)
 
 
-def wake_maker(
-    wake: WakeConfig, on_frame: Callable[[Frame], None] | None = None
-) -> MakeWake | None:
-    """What builds the wake-word listener for ``wake`` (None if it lists no model). The
-    models are loaded here, so a missing or corrupt one is reported before anything runs."""
-    if not wake.models:
-        return None
+def wake_detector(wake: WakeConfig) -> "WakeDetector":
+    """The detector for ``wake`` (which must list a model), its models loaded: a missing
+    or corrupt one is reported here, before anything runs."""
     from pispeaker.wake.catalog import resolve
     from pispeaker.wake.detector import WakeDetector
     from pispeaker.wake.engine import load_scorer
 
     scorer = load_scorer(resolve(wake.models))
     thresholds = {name: wake.threshold_of(name) for name in scorer.names}
+    return WakeDetector(scorer, thresholds, wake.refractory_s, wake.warmup_s)
 
-    def make(report: Callable[[Frame], None]) -> WakeListener:
-        detector = WakeDetector(scorer, thresholds, wake.refractory_s, wake.warmup_s)
-        return WakeListener(detector, report, on_frame)
 
-    return make
+def wake_maker(
+    wake: WakeConfig, on_frame: Callable[[Frame], None] | None = None
+) -> MakeWake | None:
+    """What builds the wake-word listener for ``wake`` (None if it lists no model)."""
+    if not wake.models:
+        return None
+    detector = wake_detector(wake)
+    return lambda report: WakeListener(detector, report, on_frame)
 
 
 def build_controller(

@@ -8,13 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from pispeaker.app import wake_detector
 from pispeaker.audio.pcm import INPUT_RATE, byte_count
 from pispeaker.audio.wavfile import read_wav
 from pispeaker.config import Config, WakeConfig
 from pispeaker.errors import ConfigError
-from pispeaker.wake.catalog import resolve
-from pispeaker.wake.detector import Frame, WakeDetector
-from pispeaker.wake.engine import load_scorer
+from pispeaker.wake.detector import Frame
 
 BAR_WIDTH = 20
 #: A line per this much audio when the output is not a terminal (a log, a pipe, CI).
@@ -77,7 +76,7 @@ class Display:
         )
 
     def _write(self, line: str) -> None:
-        self.out.write(("\r" if self.live else "") + line + ("\n"))
+        self.out.write(("\r" if self.live else "") + line + "\n")
 
 
 async def test_wake(config: Config, wav: Path | None, seconds: float, out: TextIO) -> int:
@@ -86,11 +85,9 @@ async def test_wake(config: Config, wav: Path | None, seconds: float, out: TextI
     wake = config.wake
     if not wake.models:
         raise ConfigError("wake.models", ["wake.models: is empty: list a wake word to test"])
-    scorer = load_scorer(resolve(wake.models))
-    thresholds = {name: wake.threshold_of(name) for name in scorer.names}
-    detector = WakeDetector(scorer, thresholds, wake.refractory_s, wake.warmup_s)
+    detector = wake_detector(wake)
     display, peaks = Display(wake, out), Peaks()
-    out.write(f"Scoring {', '.join(scorer.names)} (| marks each threshold).\n")
+    out.write(f"Scoring {', '.join(detector.scorer.names)} (| marks each threshold).\n")
     audio = _wav_chunks(wav) if wav else _microphone(config, seconds, out)
     async for chunk in audio:
         for frame in await asyncio.to_thread(detector.process, chunk):

@@ -218,3 +218,16 @@ async def rig_factory() -> AsyncIterator[Callable[..., "asyncio.Future[Rig]"]]:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def record_uplink(controller: Controller) -> bytearray:
+    """Everything ``controller`` hands to its Live link from now on (still sent)."""
+    sent = bytearray()
+    send = controller.link.send_audio
+
+    def recording(pcm: bytes) -> None:
+        sent.extend(pcm)
+        send(pcm)
+
+    controller.link.send_audio = recording  # type: ignore[method-assign]
+    return sent

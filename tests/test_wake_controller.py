@@ -12,7 +12,7 @@ from pispeaker.emulator import LiveEmulator, Reply
 from pispeaker.states import Event, State
 from pispeaker.wake.detector import Frame, WakeDetector
 from pispeaker.wake.listener import WakeListener
-from tests.conftest import Rig, StartEmulator, speech
+from tests.conftest import Rig, StartEmulator, record_uplink, speech
 from tests.wake_fakes import WAKE_TONE_HZ, ToneScorer
 
 RigFactory = Callable[..., "asyncio.Future[Rig]"]
@@ -34,20 +34,6 @@ def wake_word(seconds: float = 0.4) -> bytes:
     return tone(WAKE_TONE_HZ, seconds, INPUT_RATE)
 
 
-def record_uplink(rig: Rig) -> bytearray:
-    """Everything the controller hands to the Live link from now on."""
-    sent = bytearray()
-    link = rig.controller.link
-    send = link.send_audio
-
-    def recording(pcm: bytes) -> None:
-        sent.extend(pcm)
-        send(pcm)
-
-    link.send_audio = recording  # type: ignore[method-assign]
-    return sent
-
-
 async def test_the_words_after_the_wake_word_are_sent_and_nothing_before(
     emulator: LiveEmulator, rig_factory: RigFactory
 ) -> None:
@@ -55,7 +41,7 @@ async def test_the_words_after_the_wake_word_are_sent_and_nothing_before(
     request = speech(0.8, frequency_hz=300)
     audio = gap(0.6) + before + gap(0.4) + wake_word() + request + gap(2.0)
     rig = await rig_factory(emulator, audio, make_wake=tone_wake())
-    sent = record_uplink(rig)
+    sent = record_uplink(rig.controller)
     await rig.reach(State.LISTENING)
     await rig.reach(State.SPEAKING)
     # The wake word starts at 2.0 s: the first 80 ms frame wholly in it ends at 2.08 s, and

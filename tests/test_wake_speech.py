@@ -20,7 +20,6 @@ from pispeaker.audio.alsa import AlsaSource
 from pispeaker.audio.memory import MemorySink
 from pispeaker.audio.pcm import INPUT_RATE, to_samples
 from pispeaker.config import Config
-from pispeaker.controller import Controller
 from pispeaker.emulator import LiveEmulator
 from pispeaker.states import State
 from pispeaker.wake.catalog import builtin_names, resolve
@@ -29,6 +28,7 @@ from pispeaker.wake.engine import OpenWakeWordScorer
 from pispeaker.wake.listener import WakeListener
 from tests import speech
 from tests.alsa_rig import AlsaRig, PacedWriter, request
+from tests.conftest import record_uplink
 
 RATE, CHANNELS = 48000, 2  # what a USB microphone gives
 PERIOD = RATE * CHANNELS * 2 // 50  # 20 ms
@@ -203,18 +203,6 @@ async def test_the_words_after_hey_jarvis_reach_the_session_and_nothing_before(
     assert said.wake_start * 2 < start <= said.request_start * 2
     original = speech.read_pcm(said.path)[start:request_end]
     assert similarity(bytes(sent[: len(original)]), original) > 0.95
-
-
-def record_uplink(controller: Controller) -> bytearray:
-    sent = bytearray()
-    send = controller.link.send_audio
-
-    def recording(pcm: bytes) -> None:
-        sent.extend(pcm)
-        send(pcm)
-
-    controller.link.send_audio = recording  # type: ignore[method-assign]
-    return sent
 
 
 def similarity(a: bytes, b: bytes) -> float:
