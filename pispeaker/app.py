@@ -20,6 +20,7 @@ from pispeaker.wake.detector import Frame
 from pispeaker.wake.listener import WakeListener
 
 if TYPE_CHECKING:
+    from pispeaker.audio.alsa import AlsaSink, AlsaSource
     from pispeaker.panel.gpio import Panel
     from pispeaker.wake.detector import WakeDetector
 
@@ -56,6 +57,18 @@ def build_volume(audio: AudioConfig, environ: Mapping[str, str]) -> Volume:
         except DeviceLostError as error:
             log.warning("%s; using software volume instead", error)
     return Volume(audio.volume, state_dir(environ) / "volume", mixer)
+
+
+def build_alsa_ports(config: Config) -> "tuple[AlsaSource, AlsaSink]":
+    """The microphone and the speaker of the [audio] section (opened by ``started``)."""
+    from pispeaker.audio import alsa  # only with a sound card
+
+    source = alsa.AlsaSource(
+        alsa.capture_request(config.audio),
+        chunk_ms=config.live.uplink_chunk_ms,
+        channel=config.audio.capture_channel,
+    )
+    return source, alsa.AlsaSink(alsa.playback_request(config.audio))
 
 
 def wake_detector(wake: WakeConfig) -> "WakeDetector":

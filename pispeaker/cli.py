@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_check_config(commands)
+    commands.add_parser(
+        "run", help="run the speaker (as the systemd service does; SIGHUP reloads the config)"
+    )
     _add_demo(commands)
     _add_emulator(commands)
     _add_sound_checks(commands)
@@ -138,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "check-config":
         return _check_config(args.path or args.config or DEFAULT_CONFIG_PATH)
+    if args.command == "run":
+        from pispeaker.service.daemon import run_daemon
+
+        return run_daemon(lambda: _config(args.config), os.environ, args.verbose)
     if args.command == "demo":
         return _demo(_config(args.config), args)
     if args.command in SOUND_CHECKS:

@@ -115,6 +115,7 @@ class Controller:
         self._crashed: BaseException | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._lost_ports: set[str] = set()  # which of "microphone", "speaker" are missing
+        self.chunks_heard = 0  # microphone chunks read: capture is alive while this grows
         self._missing: dict[str, str] = {}  # ports that failed to open, and why
         self._reopen_backoffs: dict[str, Backoff] = {}
         self._back_at: dict[str, float] = {}  # loop time each port last came back
@@ -137,7 +138,13 @@ class Controller:
             self._mic_privacy(before, self.status.state)
             self.record.states.append(self.status.state)
             self._state_changed.set()
-            log.info("%s -> %s (%s)", before.value, self.status.state.value, event.value)
+            log.info(
+                "%s -> %s (%s)",
+                before.value,
+                self.status.state.value,
+                event.value,
+                extra={"event": event.value},  # a journal field under systemd
+            )
             self.on_state(self.status)
         for effect in effects:
             self.record.effects.append(effect)
@@ -348,6 +355,11 @@ class Controller:
                 await self.wake.stop()
             await self.link.close()
 
+    @property
+    def lost_ports(self) -> frozenset[str]:
+        """The ports ("microphone", "speaker") that are gone and being reopened."""
+        return frozenset(self._lost_ports)
+
     async def _pump_forever(self) -> None:
         lost = self._missing.pop("microphone", None)
         while True:
@@ -377,6 +389,7 @@ class Controller:
     async def _pump(self) -> None:
         while True:
             chunk = await self.source.read()
+            self.chunks_heard += 1
             mode = uplink(self.status.state, self.policy.voice_barge_in)
             if mode is not Uplink.DISCARD:
                 self._hear(chunk)

@@ -68,7 +68,8 @@ def request(device: str, rate: int, channels: int = 1, format_name: str = "S16_L
 class PacedWriter(threading.Thread):
     """Feeds a FIFO like a microphone: ``period`` bytes every ``period_s`` seconds.
 
-    ``pause()`` stops writing while keeping the FIFO open (a hung device).
+    ``pause()`` stops writing while keeping the FIFO open (a hung device); ``resume()``
+    carries on.
     """
 
     def __init__(self, fifo: Path, audio: bytes, period: int, period_s: float) -> None:
@@ -95,6 +96,9 @@ class PacedWriter(threading.Thread):
 
     def pause(self) -> None:
         self.paused.set()
+
+    def resume(self) -> None:
+        self.paused.clear()
 
     def finish(self) -> None:
         self.done.set()

@@ -211,6 +211,11 @@ class LiveLink:
                 return await _first_of(
                     self._receive_until_handover(session), self._send_forever(session)
                 )
+            except asyncio.CancelledError:
+                # Stopped on purpose: a normal close (1000), where leaving the context on
+                # an exception would close with 1011, an internal error.
+                await session.close()
+                raise
             finally:
                 self._session = None
 

@@ -1,0 +1,211 @@
+"""``pispeaker run`` as systemd runs it, without systemd: a NOTIFY_SOCKET listener, the daemon
+as a subprocess on ALSA file PCMs (a FIFO microphone fed in real time, a FIFO speaker drained
+in real time) talking to the Live API emulator."""
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, silence
+from pispeaker.config import Config, redacted_toml
+from pispeaker.emulator import LiveEmulator
+from tests.alsa_rig import AlsaRig, PacedReader, PacedWriter
+
+PISPEAKER = Path(sys.executable).parent / "pispeaker"
+#: How long a daemon may take to start: imports, wake-word models, opening the devices.
+START_S = 30.0
+
+
+@dataclass(frozen=True)
+class Note:
+    """One sd_notify datagram: its fields, and when it arrived (monotonic seconds)."""
+
+    at: float
+    fields: dict[str, str]
+
+
+class NotifyListener:
+    """The service manager's end of $NOTIFY_SOCKET: collects every datagram as a Note."""
+
+    def __init__(self) -> None:
+        # AF_UNIX paths are limited to 108 bytes: pytest's tmp_path can be longer.
+        self.directory = Path(tempfile.mkdtemp(prefix="notify-"))
+        self.path = self.directory / "notify"
+        self.notes: list[Note] = []
+        self._arrived = asyncio.Event()
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(self.path))
+        self._socket.setblocking(False)
+        asyncio.get_running_loop().add_reader(self._socket.fileno(), self._receive)
+
+    def _receive(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                data = self._socket.recv(4096).decode()
+                pairs = (line.partition("=") for line in data.splitlines() if line)
+                self.notes.append(Note(time.monotonic(), {key: value for key, _, value in pairs}))
+                self._arrived.set()
+
+    async def wait_for(
+        self, wanted: Callable[[Note], bool], after: int = 0, within_s: float = 20.0
+    ) -> int:
+        """The index of the first note from index ``after`` on that is ``wanted``."""
+        async with asyncio.timeout(within_s):
+            while True:
+                for index in range(after, len(self.notes)):
+                    if wanted(self.notes[index]):
+                        return index
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    def statuses(self, start: int = 0) -> list[str]:
+        """Every STATUS= sent from note ``start`` on, in order."""
+        return [note.fields["STATUS"] for note in self.notes[start:] if "STATUS" in note.fields]
+
+    def count(self, name: str, start: float = 0.0, end: float = float("inf")) -> int:
+        """How many notes set ``name`` (e.g. "WATCHDOG") between two monotonic times."""
+        return sum(1 for note in self.notes if name in note.fields and start <= note.at < end)
+
+    def close(self) -> None:
+        asyncio.get_running_loop().remove_reader(self._socket.fileno())
+        self._socket.close()
+        self.path.unlink()
+        self.directory.rmdir()
+
+
+def has(name: str, value: str | None = None) -> Callable[[Note], bool]:
+    """Matches notes that set ``name`` (to ``value`` if given)."""
+    return lambda note: name in note.fields and value in (None, note.fields[name])
+
+
+def status_is(text: str) -> Callable[[Note], bool]:
+    return lambda note: note.fields.get("STATUS") == text
+
+
+@dataclass
+class Daemon:
+    """A running ``pispeaker run`` and what it tells its service manager."""
+
+    process: asyncio.subprocess.Process
+    notes: NotifyListener
+    log_path: Path
+    microphone: PacedWriter
+    config_path: Path
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def send(self, signum: signal.Signals) -> None:
+        self.process.send_signal(signum)
+
+    async def exit_code(self, within_s: float = 15.0) -> int:
+        async with asyncio.timeout(within_s):
+            return await self.process.wait()
+
+
+@dataclass
+class ServiceRig:
+    """Starts daemons in ``directory`` against ``emulator``; stops them all at the end."""
+
+    directory: Path
+    emulator: LiveEmulator
+    alsa: AlsaRig
+    stack: contextlib.AsyncExitStack
+    started: list[Daemon] = field(default_factory=list)
+
+    def config(self, **sections: dict[str, object]) -> Config:
+        """The emulator configuration on the rig's devices, ``sections`` overriding keys."""
+        config = Config()
+        updates: dict[str, dict[str, object]] = {
+            "live": {"base_url": self.emulator.base_url, "ca_file": self.emulator.ca_file},
+            "audio": {
+                "capture_device": "mic",
+                "capture_rate": INPUT_RATE,
+                "playback_device": "speaker",
+                "playback_rate": OUTPUT_RATE,
+            },
+            "conversation": {"earcons": False, "follow_up_s": 1.0},
+        }
+        for name, keys in sections.items():
+            updates[name] = updates.get(name, {}) | keys
+        for name, keys in updates.items():
+            section = getattr(config, name).model_copy(update=keys)
+            config = config.model_copy(update={name: section})
+        return config
+
+    def write_config(self, config: Config | str, name: str = "pispeaker.toml") -> Path:
+        """Write ``config`` (or raw text) where the daemon reads it."""
+        path = self.directory / name
+        path.write_text(config if isinstance(config, str) else redacted_toml(config, "test"))
+        return path
+
+    async def start(
+        self,
+        config: Config | str,
+        said: bytes,
+        watchdog_s: float | None = 1.0,
+        environ: Mapping[str, str] | None = None,
+    ) -> Daemon:
+        """Run ``pispeaker run`` on ``config``; its microphone says ``said`` in real time,
+        then silence for a minute."""
+        config_path = self.write_config(config)
+        index = len(self.started)
+        mic_fifo = self.directory / f"mic-{index}.fifo"
+        speaker_fifo = self.directory / f"speaker-{index}.fifo"
+        os.mkfifo(mic_fifo)
+        os.mkfifo(speaker_fifo)
+        self.alsa.capture("mic", mic_fifo)
+        self.alsa.playback("speaker", speaker_fifo)
+        microphone = PacedWriter(
+            mic_fifo, said + silence(60.0, INPUT_RATE), period=640, period_s=0.02
+        )
+        speaker = PacedReader(speaker_fifo, bytes_per_s=2 * OUTPUT_RATE)
+        microphone.start()
+        speaker.start()
+        self.stack.callback(speaker.hang_up)
+        self.stack.callback(microphone.finish)
+        notes = NotifyListener()
+        self.stack.callback(notes.close)
+        log_path = self.directory / f"daemon-{index}.log"
+        env = {
+            **os.environ,
+            "NOTIFY_SOCKET": str(notes.path),
+            "ALSA_CONFIG_PATH": str(self.alsa.path),
+            "GEMINI_API_KEY": self.emulator.api_key,
+            "GPIOZERO_PIN_FACTORY": "mock",
+            "STATE_DIRECTORY": str(self.directory / "state"),
+            **({"WATCHDOG_USEC": str(round(watchdog_s * 1e6))} if watchdog_s else {}),
+            **(environ or {}),
+        }
+        with log_path.open("wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                str(PISPEAKER), "--config", str(config_path), "run", env=env, stderr=log
+            )
+        self.stack.push_async_callback(_stopped, process)
+        daemon = Daemon(process, notes, log_path, microphone, config_path)
+        self.started.append(daemon)
+        return daemon
+
+
+async def _stopped(process: asyncio.subprocess.Process) -> None:
+    """Make sure a daemon a test left running is gone."""
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def service_rig(
+    directory: Path, emulator: LiveEmulator, alsa: AlsaRig
+) -> AsyncIterator[ServiceRig]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield ServiceRig(directory, emulator, alsa, stack)

@@ -1,0 +1,96 @@
+"""The daemon as systemd runs it: ``pispeaker run`` as a subprocess against a NOTIFY_SOCKET
+listener, real libasound (FIFO microphone and speaker), the real wake-word model on
+synthesized speech and the Live API emulator over TLS."""
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pispeaker.emulator import LiveEmulator
+from tests import speech
+from tests.alsa_rig import AlsaRig
+from tests.service_rig import ServiceRig, has, service_rig, status_is
+
+LISTENING_FOR_JARVIS = "Listening for 'hey jarvis'"
+
+
+@pytest.fixture
+async def rig(
+    tmp_path: Path, emulator: LiveEmulator, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[ServiceRig]:
+    async with service_rig(tmp_path, emulator, AlsaRig(tmp_path, monkeypatch)) as rig:
+        yield rig
+
+
+def wake_then_request() -> bytes:
+    said = speech.wake_then_request()
+    return speech.to_rate(said.path, speech.RATE, speech.CHANNELS, raw=True).read_bytes()
+
+
+@pytest.mark.timeout(90)
+async def test_a_conversation_is_told_to_systemd_and_sigterm_stops_it_cleanly(
+    rig: ServiceRig, emulator: LiveEmulator
+) -> None:
+    daemon = await rig.start(rig.config(), wake_then_request())
+    notes = daemon.notes
+    ready = await notes.wait_for(has("READY", "1"), within_s=30)
+    assert notes.notes[ready].fields["STATUS"] == LISTENING_FOR_JARVIS
+    # "hey jarvis", the request, the parroted reply, the follow-up window, idle again.
+    back = await notes.wait_for(status_is(LISTENING_FOR_JARVIS), after=ready + 1, within_s=30)
+    assert notes.statuses(ready + 1)[: back - ready] == [
+        "Connecting to the Live API, conversation 1",
+        "In conversation, turn 1 (listening)",
+        "In conversation, turn 1 (thinking)",
+        "In conversation, turn 1 (speaking)",
+        "In conversation, turn 2 (listening)",
+        LISTENING_FOR_JARVIS,
+    ]
+    assert notes.count("WATCHDOG") >= 10  # every 0.5 s while the microphone delivers
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == 0
+    assert "STOPPING" in notes.notes[-1].fields
+    assert "wake word hey_jarvis" in daemon.log
+    assert "Traceback" not in daemon.log
+
+
+async def test_sigterm_in_a_conversation_closes_the_session_and_exits_0(
+    rig: ServiceRig, emulator: LiveEmulator
+) -> None:
+    daemon = await rig.start(rig.config(), wake_then_request())
+    await daemon.notes.wait_for(status_is("In conversation, turn 1 (listening)"), within_s=30)
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == 0
+    assert "STOPPING" in daemon.notes.notes[-1].fields
+    [closed] = emulator.timeline.of("disconnect")
+    assert closed.data["code"] == 1000  # closed by the client, normally
+
+
+async def test_the_watchdog_is_fed_only_while_the_microphone_delivers(rig: ServiceRig) -> None:
+    config = rig.config(wake={"models": []}, panel={"button_pin": 17})
+    daemon = await rig.start(config, b"", watchdog_s=0.4)  # a check every 0.2 s
+    notes = daemon.notes
+    await notes.wait_for(has("READY", "1"), within_s=30)
+    await notes.wait_for(lambda note: notes.count("WATCHDOG") >= 5)
+    # A hiccup shorter than the 2 s after which capture counts as lost: no pets meanwhile,
+    # then they come back.
+    paused = time.monotonic()
+    daemon.microphone.pause()
+    await asyncio.sleep(1.4)
+    resumed = time.monotonic()
+    daemon.microphone.resume()
+    await notes.wait_for(has("WATCHDOG"), after=len(notes.notes))
+    assert notes.count("WATCHDOG", paused + 0.5, resumed) == 0
+    assert notes.count("WATCHDOG", paused - 1.0, paused) >= 4
+    # A stall for good: no pets, then a clean exit for systemd to restart it, before its
+    # watchdog would kill it.
+    stalled = time.monotonic()
+    daemon.microphone.pause()
+    assert await daemon.exit_code() == os.EX_UNAVAILABLE
+    assert notes.count("WATCHDOG", stalled + 0.5) == 0
+    assert "exiting so that systemd restarts pispeaker" in notes.statuses()[-1]
+    assert "'mic'" in notes.statuses()[-1]
