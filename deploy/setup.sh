@@ -8,10 +8,12 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 extras=""
-packages=(python3 python3-venv python3-dev gcc libasound2-dev)
+packages=(python3 python3-venv python3-dev gcc pkg-config libasound2-dev libsystemd-dev)
 if [[ "${1:-}" == "--test" ]]; then
     extras="[test,dev]"
-    packages+=(espeak-ng sox)  # the wake-word tests synthesize their speech
+    # espeak-ng and sox synthesize the wake-word tests' speech; systemd brings systemd-analyze;
+    # debootstrap makes the Debian root the Ansible provisioning test runs the playbook into.
+    packages+=(espeak-ng sox systemd debootstrap)
 fi
 
 missing=()
