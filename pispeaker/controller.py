@@ -138,6 +138,7 @@ class Controller:
             self._mic_privacy(before, self.status.state)
             self.record.states.append(self.status.state)
             self._state_changed.set()
+            self.on_state(self.status)  # first, so that the line below has the new state
             log.info(
                 "%s -> %s (%s)",
                 before.value,
@@ -145,7 +146,6 @@ class Controller:
                 event.value,
                 extra={"event": event.value},  # a journal field under systemd
             )
-            self.on_state(self.status)
         for effect in effects:
             self.record.effects.append(effect)
             self._EFFECTS[effect](self)

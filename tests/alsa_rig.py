@@ -7,6 +7,7 @@ rate and format, so each test PCM is used at the exact format the adapter is tol
 """
 
 import contextlib
+import os
 import subprocess
 import sys
 import threading
@@ -69,29 +70,39 @@ class PacedWriter(threading.Thread):
     """Feeds a FIFO like a microphone: ``period`` bytes every ``period_s`` seconds.
 
     ``pause()`` stops writing while keeping the FIFO open (a hung device); ``resume()``
-    carries on.
+    carries on. When the reader closes the FIFO the writer is done, unless it should
+    ``reopen``: then it waits for the next reader (the device opened again) and goes on.
     """
 
-    def __init__(self, fifo: Path, audio: bytes, period: int, period_s: float) -> None:
+    def __init__(
+        self, fifo: Path, audio: bytes, period: int, period_s: float, reopen: bool = False
+    ) -> None:
         super().__init__(daemon=True)
         self.fifo, self.audio, self.period, self.period_s = fifo, audio, period, period_s
+        self.reopen = reopen
         self.paused = threading.Event()
         self.done = threading.Event()
+        self._offset = 0
 
     def run(self) -> None:
-        with contextlib.suppress(BrokenPipeError):  # the capture side closed: done
-            self._write_paced()
+        while not self.done.is_set():
+            with contextlib.suppress(BrokenPipeError):  # the capture side closed
+                self._write_paced()
+            if not self.reopen:
+                return
 
     def _write_paced(self) -> None:
         with open(self.fifo, "wb", buffering=0) as pipe:
-            start = time.monotonic()
-            for index, offset in enumerate(range(0, len(self.audio), self.period)):
+            start, first = time.monotonic(), self._offset
+            while self._offset < len(self.audio):
                 if self.done.is_set():
                     return
                 while self.paused.is_set() and not self.done.is_set():
                     time.sleep(0.01)
-                pipe.write(self.audio[offset : offset + self.period])
-                time.sleep(max(0.0, start + (index + 1) * self.period_s - time.monotonic()))
+                pipe.write(self.audio[self._offset : self._offset + self.period])
+                self._offset += self.period
+                due = start + (self._offset - first) / self.period * self.period_s
+                time.sleep(max(0.0, due - time.monotonic()))
             self.done.wait()
 
     def pause(self) -> None:
@@ -102,6 +113,9 @@ class PacedWriter(threading.Thread):
 
     def finish(self) -> None:
         self.done.set()
+        if self.reopen:  # a writer waiting for the next reader: open the FIFO to free it
+            with contextlib.suppress(OSError):
+                os.close(os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK))
 
 
 #: The speaker process: opens the FIFO read-write (so the open does not wait for a writer and

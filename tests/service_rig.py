@@ -81,6 +81,56 @@ class NotifyListener:
         self.directory.rmdir()
 
 
+class FakeJournal:
+    """journald's native socket, for a daemon run in a mount namespace where this directory
+    is /run/systemd/journal (libsystemd has the path built in): collects every entry."""
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="journal-"))
+        self.entries: list[dict[str, str]] = []
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(self.directory / "socket"))
+        self._socket.setblocking(False)
+        asyncio.get_running_loop().add_reader(self._socket.fileno(), self._receive)
+
+    def wrap(self, command: list[str]) -> list[str]:
+        """``command`` run where this journal is the system's."""
+        mount = (
+            "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/journal && "
+            f'mount --bind {self.directory} /run/systemd/journal && exec "$@"'
+        )
+        return ["unshare", "--mount", "sh", "-c", mount, "sh", *command]
+
+    def _receive(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                self.entries.append(parse_journal_entry(self._socket.recv(65536)))
+
+    def close(self) -> None:
+        asyncio.get_running_loop().remove_reader(self._socket.fileno())
+        self._socket.close()
+        (self.directory / "socket").unlink()
+        self.directory.rmdir()
+
+
+def parse_journal_entry(data: bytes) -> dict[str, str]:
+    """One datagram of journald's native protocol: ``NAME=value`` lines, or for a value with
+    a newline ``NAME``, a newline, its length as 64-bit little-endian and the value."""
+    fields: dict[str, str] = {}
+    at = 0
+    while at < len(data):
+        end = data.index(b"\n", at)
+        name, equals, value = data[at:end].partition(b"=")
+        if equals:
+            at = end + 1
+        else:
+            size = int.from_bytes(data[end + 1 : end + 9], "little")
+            value = data[end + 9 : end + 9 + size]
+            at = end + 9 + size + 1
+        fields[name.decode()] = value.decode()
+    return fields
+
+
 def has(name: str, value: str | None = None) -> Callable[[Note], bool]:
     """Matches notes that set ``name`` (to ``value`` if given)."""
     return lambda note: name in note.fields and value in (None, note.fields[name])
@@ -99,6 +149,7 @@ class Daemon:
     log_path: Path
     microphone: PacedWriter
     config_path: Path
+    journal: FakeJournal | None = None
 
     @property
     def log(self) -> str:
@@ -154,9 +205,11 @@ class ServiceRig:
         said: bytes,
         watchdog_s: float | None = 1.0,
         environ: Mapping[str, str] | None = None,
+        journal: bool = False,
     ) -> Daemon:
         """Run ``pispeaker run`` on ``config``; its microphone says ``said`` in real time,
-        then silence for a minute."""
+        then silence for a minute. With ``journal``, its stderr is a journal stream (as under
+        systemd) and the journal a FakeJournal."""
         config_path = self.write_config(config)
         index = len(self.started)
         mic_fifo = self.directory / f"mic-{index}.fifo"
@@ -166,7 +219,7 @@ class ServiceRig:
         self.alsa.capture("mic", mic_fifo)
         self.alsa.playback("speaker", speaker_fifo)
         microphone = PacedWriter(
-            mic_fifo, said + silence(60.0, INPUT_RATE), period=640, period_s=0.02
+            mic_fifo, said + silence(60.0, INPUT_RATE), period=640, period_s=0.02, reopen=True
         )
         speaker = PacedReader(speaker_fifo, bytes_per_s=2 * OUTPUT_RATE)
         microphone.start()
@@ -186,12 +239,18 @@ class ServiceRig:
             **({"WATCHDOG_USEC": str(round(watchdog_s * 1e6))} if watchdog_s else {}),
             **(environ or {}),
         }
+        command = [str(PISPEAKER), "--config", str(config_path), "run"]
+        fake_journal = FakeJournal() if journal else None
+        if fake_journal is not None:
+            self.stack.callback(fake_journal.close)
+            command = fake_journal.wrap(command)
         with log_path.open("wb") as log:
-            process = await asyncio.create_subprocess_exec(
-                str(PISPEAKER), "--config", str(config_path), "run", env=env, stderr=log
-            )
+            if fake_journal is not None:  # what systemd sets when stderr is the journal
+                status = os.fstat(log.fileno())
+                env["JOURNAL_STREAM"] = f"{status.st_dev}:{status.st_ino}"
+            process = await asyncio.create_subprocess_exec(*command, env=env, stderr=log)
         self.stack.push_async_callback(_stopped, process)
-        daemon = Daemon(process, notes, log_path, microphone, config_path)
+        daemon = Daemon(process, notes, log_path, microphone, config_path, fake_journal)
         self.started.append(daemon)
         return daemon
 

@@ -94,3 +94,83 @@ async def test_the_watchdog_is_fed_only_while_the_microphone_delivers(rig: Servi
     assert notes.count("WATCHDOG", stalled + 0.5) == 0
     assert "exiting so that systemd restarts pispeaker" in notes.statuses()[-1]
     assert "'mic'" in notes.statuses()[-1]
+
+
+async def test_sighup_reloads_a_good_config_and_keeps_the_old_one_when_the_new_is_bad(
+    rig: ServiceRig,
+) -> None:
+    daemon = await rig.start(rig.config(), b"")
+    notes = daemon.notes
+    await notes.wait_for(has("READY", "1"), within_s=30)
+    rig.write_config(rig.config(wake={"models": ["alexa"]}))
+    daemon.send(signal.SIGHUP)
+    reloading = await notes.wait_for(has("RELOADING", "1"))
+    assert "MONOTONIC_USEC" in notes.notes[reloading].fields
+    ready = await notes.wait_for(has("READY", "1"), after=reloading)
+    assert notes.notes[ready].fields["STATUS"] == "Listening for 'alexa'"
+
+    rig.write_config('[audio]\nvolume = 500\n[wake]\nmodels = ["hey_jarvsi"]\n')
+    daemon.send(signal.SIGHUP)
+    reloading = await notes.wait_for(has("RELOADING", "1"), after=ready)
+    refused = await notes.wait_for(has("READY", "1"), after=reloading)
+    status = notes.notes[refused].fields["STATUS"]
+    assert status.startswith("Reload failed; kept the previous configuration: ")
+    assert "audio.volume" in status
+    assert "wake.models" in status
+    # Still running on the previous configuration: fed and listening for "alexa".
+    await notes.wait_for(has("WATCHDOG"), after=refused)
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == 0
+    assert "wake words: alexa" in daemon.log
+    assert daemon.log.count("wake words:") == 2  # the first two configurations only
+
+
+async def test_a_panel_that_cannot_open_after_a_reload_brings_the_old_config_back(
+    rig: ServiceRig,
+) -> None:
+    no_gpio = {"GPIOZERO_PIN_FACTORY": "no-such-factory"}  # only used if pins are configured
+    daemon = await rig.start(rig.config(), b"", environ=no_gpio)
+    notes = daemon.notes
+    await notes.wait_for(has("READY", "1"), within_s=30)
+    rig.write_config(rig.config(panel={"button_pin": 17}))
+    daemon.send(signal.SIGHUP)
+    reloading = await notes.wait_for(has("RELOADING", "1"))
+    ready = await notes.wait_for(has("READY", "1"), after=reloading)
+    assert notes.notes[ready].fields["STATUS"] == LISTENING_FOR_JARVIS
+    await notes.wait_for(has("WATCHDOG"), after=ready)
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == 0
+    assert "cannot start with the new configuration (cannot use GPIO17" in daemon.log
+
+
+async def test_a_bad_config_at_start_exits_78_naming_every_problem(rig: ServiceRig) -> None:
+    daemon = await rig.start("[audio]\nvolume = 500\n[wake]\nthreshold = 2\n", b"")
+    assert await daemon.exit_code() == os.EX_CONFIG
+    assert not any("READY" in note.fields for note in daemon.notes.notes)
+    assert "audio.volume" in daemon.log
+    assert "wake.threshold" in daemon.log
+    assert daemon.notes.statuses()[-1].startswith("Error: ")
+
+
+async def test_under_systemd_logs_go_to_the_journal_with_state_session_and_event(
+    rig: ServiceRig,
+) -> None:
+    daemon = await rig.start(rig.config(), wake_then_request(), journal=True)
+    notes = daemon.notes
+    ready = await notes.wait_for(has("READY", "1"), within_s=30)
+    await notes.wait_for(status_is(LISTENING_FOR_JARVIS), after=ready + 1, within_s=30)
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == 0
+    assert daemon.journal is not None
+    entries = daemon.journal.entries
+    assert {entry["SYSLOG_IDENTIFIER"] for entry in entries} == {"pispeaker"}
+    woke = next(entry for entry in entries if "idle -> connecting" in entry["MESSAGE"])
+    assert woke["EVENT"] == "wake word"
+    assert woke["STATE"] == "connecting"
+    assert woke["PRIORITY"] == "6"  # info
+    session = woke["SESSION"]
+    assert len(session) == 12
+    talk = [entry for entry in entries if entry.get("SESSION") == session]
+    assert any(entry["MESSAGE"].endswith("listening -> idle (follow-up expired)") for entry in talk)
+    assert "EVENT" not in next(entry for entry in entries if "wake words:" in entry["MESSAGE"])
+    assert "idle -> connecting" not in daemon.log  # not on stderr as well

@@ -102,10 +102,8 @@ class Daemon:
         from pispeaker.app import wake_maker
 
         config = self._load_config()
-        self._set_log_level(config)
         api_key = require_api_key(config.live, self._environ)
         make_wake = wake_maker(config.wake)
-        self.narrator.configure(config)
         return Settings(config, api_key.value.get_secret_value(), make_wake)
 
     def _set_log_level(self, config: Config) -> None:
@@ -116,6 +114,8 @@ class Daemon:
         """Run the speaker on ``settings`` until a stop (None) or a good reload (the settings
         to run next). Everything it opened is closed again, in reverse order, on return."""
         config = settings.config
+        self._set_log_level(config)
+        self.narrator.configure(config)
         source, sink = build_alsa_ports(config)
         controller = build_controller(
             config,
