@@ -231,3 +231,17 @@ def record_uplink(controller: Controller) -> bytearray:
 
     controller.link.send_audio = recording  # type: ignore[method-assign]
     return sent
+
+
+_REPORT: list[str] = []
+
+
+@pytest.fixture
+def report() -> list[str]:
+    """Lines a test measured (e.g. the unit's exposure score), printed after the summary."""
+    return _REPORT
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in _REPORT:
+        terminalreporter.write_line(line)
