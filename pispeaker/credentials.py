@@ -2,7 +2,8 @@
 
 Lookup order, first found wins:
 
-1. the systemd credential ``$CREDENTIALS_DIRECTORY/gemini-api-key`` (LoadCredentialEncrypted=),
+1. the systemd credential ``$CREDENTIALS_DIRECTORY/gemini-api-key`` (the unit loads it from
+   /etc/pispeaker/gemini-api-key with LoadCredential=),
 2. the file named by ``live.api_key_file``,
 3. ``$GEMINI_API_KEY``,
 4. ``$GOOGLE_API_KEY``.
@@ -27,11 +28,14 @@ PLACES = (
     "live.api_key_file",
     *(f"${name}" for name in ENV_VARS),
 )
+#: Where the installed unit (systemd/pispeaker.service) loads the credential from.
+KEY_FILE = Path("/etc/pispeaker") / CREDENTIAL_NAME
 _HOW_TO_SET = (
-    f"Run: systemd-creds encrypt --name={CREDENTIAL_NAME} KEYFILE "
-    f"/etc/credstore.encrypted/{CREDENTIAL_NAME} and add "
-    f"LoadCredentialEncrypted={CREDENTIAL_NAME} to the service, "
-    "or set live.api_key_file to a file holding only the key, or export GEMINI_API_KEY."
+    f"For the service, write only the key into {KEY_FILE} (mode 0600) and restart it "
+    f"(or encrypt it: systemd-creds encrypt --name={CREDENTIAL_NAME} KEYFILE "
+    f"/etc/credstore.encrypted/{CREDENTIAL_NAME}, with LoadCredentialEncrypted= in a drop-in); "
+    "from a shell, set live.api_key_file to a file holding only the key, or export "
+    "GEMINI_API_KEY."
 )
 
 _log = logging.getLogger(__name__)

@@ -67,6 +67,7 @@ def test_nothing_anywhere_lists_all_four_places() -> None:
         "$GEMINI_API_KEY",
         "$GOOGLE_API_KEY",
         "systemd-creds encrypt",
+        "/etc/pispeaker/gemini-api-key",
     ):
         assert place in message
 

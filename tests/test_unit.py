@@ -15,7 +15,7 @@ import pytest
 
 from pispeaker.audio.alsa import STALL_S
 from pispeaker.config import DEFAULT_CONFIG_PATH
-from pispeaker.credentials import CREDENTIAL_NAME
+from pispeaker.credentials import CREDENTIAL_NAME, KEY_FILE
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "pispeaker.service"
 INSTALLED = "/opt/pispeaker/venv/bin/pispeaker"
@@ -72,7 +72,7 @@ def test_a_config_mistake_is_not_restarted() -> None:
 
 def test_the_key_arrives_as_the_credential_the_daemon_reads() -> None:
     [credential] = directives()["LoadCredential"]
-    assert credential.partition(":")[0] == CREDENTIAL_NAME
+    assert credential == f"{CREDENTIAL_NAME}:{KEY_FILE}"  # where the error message says
 
 
 @pytest.mark.parametrize("device", ["char-alsa rw", "char-gpiochip rw"])
