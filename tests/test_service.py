@@ -174,3 +174,17 @@ async def test_under_systemd_logs_go_to_the_journal_with_state_session_and_event
     assert any(entry["MESSAGE"].endswith("listening -> idle (follow-up expired)") for entry in talk)
     assert "EVENT" not in next(entry for entry in entries if "wake words:" in entry["MESSAGE"])
     assert "idle -> connecting" not in daemon.log  # not on stderr as well
+
+
+async def test_a_rejected_key_shows_in_the_status_with_what_to_do(rig: ServiceRig) -> None:
+    wrong_key = {"GEMINI_API_KEY": "not-the-key"}
+    daemon = await rig.start(rig.config(), wake_then_request(), environ=wrong_key)
+    index = await daemon.notes.wait_for(
+        lambda note: note.fields.get("STATUS", "").startswith("Error: "), within_s=30
+    )
+    status = daemon.notes.notes[index].fields["STATUS"]
+    assert status.startswith("Error: API key rejected")
+    assert status.endswith("update the gemini-api-key credential and restart")
+    assert "not-the-key" not in status + daemon.log
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == 0
