@@ -15,7 +15,14 @@ import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from pispeaker.app import build_alsa_ports, build_controller, build_panel, build_volume, started
+from pispeaker.app import (
+    build_alsa_ports,
+    build_controller,
+    build_panel,
+    build_volume,
+    started,
+    wake_maker,
+)
 from pispeaker.audio.ports import DeviceLostError
 from pispeaker.config import Config
 from pispeaker.controller import Controller, MakeWake
@@ -99,8 +106,6 @@ class Daemon:
 
     def _prepare(self) -> Settings:
         """Everything that may fail on bad input: the file, the key, the wake-word models."""
-        from pispeaker.app import wake_maker
-
         config = self._load_config()
         api_key = require_api_key(config.live, self._environ)
         make_wake = wake_maker(config.wake)
