@@ -32,27 +32,46 @@ class Note:
     fields: dict[str, str]
 
 
+class DatagramSocket:
+    """An AF_UNIX datagram socket at ``directory / name`` handing each datagram to
+    ``receive`` on the event loop, until ``close``."""
+
+    def __init__(self, name: str, receive: Callable[[bytes], None]) -> None:
+        # AF_UNIX paths are limited to 108 bytes: pytest's tmp_path can be longer.
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+        self.path = self.directory / name
+        self._receive = receive
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(self.path))
+        self._socket.setblocking(False)
+        asyncio.get_running_loop().add_reader(self._socket.fileno(), self._drain)
+
+    def _drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                self._receive(self._socket.recv(65536))
+
+    def close(self) -> None:
+        asyncio.get_running_loop().remove_reader(self._socket.fileno())
+        self._socket.close()
+        self.path.unlink()
+        self.directory.rmdir()
+
+
 class NotifyListener:
     """The service manager's end of $NOTIFY_SOCKET: collects every datagram as a Note."""
 
     def __init__(self) -> None:
-        # AF_UNIX paths are limited to 108 bytes: pytest's tmp_path can be longer.
-        self.directory = Path(tempfile.mkdtemp(prefix="notify-"))
-        self.path = self.directory / "notify"
         self.notes: list[Note] = []
         self._arrived = asyncio.Event()
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.bind(str(self.path))
-        self._socket.setblocking(False)
-        asyncio.get_running_loop().add_reader(self._socket.fileno(), self._receive)
+        self._socket = DatagramSocket("notify", self._receive)
+        self.path = self._socket.path
+        self.close = self._socket.close
 
-    def _receive(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while True:
-                data = self._socket.recv(4096).decode()
-                pairs = (line.partition("=") for line in data.splitlines() if line)
-                self.notes.append(Note(time.monotonic(), {key: value for key, _, value in pairs}))
-                self._arrived.set()
+    def _receive(self, data: bytes) -> None:
+        pairs = (line.partition("=") for line in data.decode().splitlines() if line)
+        self.notes.append(Note(time.monotonic(), {key: value for key, _, value in pairs}))
+        self._arrived.set()
 
     async def wait_for(
         self, wanted: Callable[[Note], bool], after: int = 0, within_s: float = 20.0
@@ -74,24 +93,16 @@ class NotifyListener:
         """How many notes set ``name`` (e.g. "WATCHDOG") between two monotonic times."""
         return sum(1 for note in self.notes if name in note.fields and start <= note.at < end)
 
-    def close(self) -> None:
-        asyncio.get_running_loop().remove_reader(self._socket.fileno())
-        self._socket.close()
-        self.path.unlink()
-        self.directory.rmdir()
-
 
 class FakeJournal:
     """journald's native socket, for a daemon run in a mount namespace where this directory
     is /run/systemd/journal (libsystemd has the path built in): collects every entry."""
 
     def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="journal-"))
         self.entries: list[dict[str, str]] = []
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.bind(str(self.directory / "socket"))
-        self._socket.setblocking(False)
-        asyncio.get_running_loop().add_reader(self._socket.fileno(), self._receive)
+        self._socket = DatagramSocket("socket", self._receive)
+        self.directory = self._socket.directory
+        self.close = self._socket.close
 
     def wrap(self, command: list[str]) -> list[str]:
         """``command`` run where this journal is the system's."""
@@ -101,16 +112,8 @@ class FakeJournal:
         )
         return ["unshare", "--mount", "sh", "-c", mount, "sh", *command]
 
-    def _receive(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while True:
-                self.entries.append(parse_journal_entry(self._socket.recv(65536)))
-
-    def close(self) -> None:
-        asyncio.get_running_loop().remove_reader(self._socket.fileno())
-        self._socket.close()
-        (self.directory / "socket").unlink()
-        self.directory.rmdir()
+    def _receive(self, data: bytes) -> None:
+        self.entries.append(parse_journal_entry(data))
 
 
 def parse_journal_entry(data: bytes) -> dict[str, str]:
