@@ -142,7 +142,6 @@ class Daemon:
                 raise _StartFailed(error) from error
             self.notifier.ready(self._status_line())
             return await self._serve_requests(running, controller)
-        raise AssertionError("unreachable: the body returns or raises")
 
     async def _serve_requests(
         self, running: "asyncio.Task[None]", controller: Controller
@@ -187,9 +186,8 @@ class Daemon:
         try:
             return self._prepare()
         except PispeakerError as error:
-            reason = " ".join(str(error).split())
             log.error("reload failed; still running the previous configuration: %s", error)
-            self.notifier.ready(f"Reload failed; kept the previous configuration: {reason}")
+            self.notifier.ready(f"Reload failed; kept the previous configuration: {error}")
             return None
 
     async def _pet_watchdog(self, controller: Controller) -> None:
@@ -242,5 +240,5 @@ def run_daemon(
     try:
         return asyncio.run(daemon.serve())
     except PispeakerError as error:
-        notifier.status(f"Error: {' '.join(str(error).split())}")
+        notifier.status(f"Error: {error}")
         raise

@@ -44,8 +44,9 @@ class Notifier:
 
     @staticmethod
     def _send(*fields: str) -> None:
-        # One line per field: a status never holds a newline, or it would end the field.
-        daemon.notify("\n".join(field.replace("\n", " ") for field in fields))
+        # One line per field: a newline would end the field, so each (e.g. a multi-line
+        # error in a status) becomes one line with its runs of whitespace collapsed.
+        daemon.notify("\n".join(" ".join(field.split()) for field in fields))
 
 
 def _watchdog_s(environ: Mapping[str, str]) -> float | None:
