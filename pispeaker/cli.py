@@ -76,6 +76,15 @@ def _add_emulator(commands: "argparse._SubParsersAction[argparse.ArgumentParser]
     emulator.add_argument("--api-key", default=None, help="the key it accepts")
     emulator.add_argument("--pace", type=float, default=0.0, help="1 real time, 0 fastest")
     emulator.add_argument(
+        "--playback-hold",
+        type=float,
+        default=1.0,
+        help="how long turnComplete waits for the reply to play: 1 real time, 0 not at all",
+    )
+    emulator.add_argument(
+        "--response-latency", type=float, default=0.3, help="seconds before a reply starts"
+    )
+    emulator.add_argument(
         "--lifetime", type=float, default=600.0, help="connection lifetime in seconds (goAway)"
     )
     emulator.add_argument("--state-dir", type=Path, help="where to write the CA certificate")
@@ -227,6 +236,8 @@ def _emulator(args: argparse.Namespace) -> int:
         port=args.port,
         api_keys=frozenset({args.api_key or DEFAULT_API_KEY}),
         pace=args.pace,
+        playback_hold=args.playback_hold,
+        response_latency_s=args.response_latency,
         connection_lifetime_s=args.lifetime or None,
         go_away_lead_s=min(50.0, (args.lifetime or 100.0) / 2),
         timeline_path=args.timeline,

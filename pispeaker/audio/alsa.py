@@ -34,6 +34,7 @@ from pispeaker.audio.convert import (
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count
 from pispeaker.audio.ports import DeviceLostError
 from pispeaker.config import AudioConfig
+from pispeaker.marks import Mark
 
 log = logging.getLogger(__name__)
 
@@ -386,6 +387,7 @@ class _Piece:
 
     pcm: bytes
     frames: bytes
+    write: int = 0  # the number of the ``write`` call whose audio it starts, else 0
 
 
 class _Signal(enum.Enum):
@@ -413,6 +415,11 @@ class AlsaSink:
         self.request = request
         self.tap: Callable[[bytes], None] | None = None
         self.underruns = 0
+        self.writes = 0  # ``write`` calls so far
+        #: Marks "playback.written" (the write's number) once the first piece of a ``write``
+        #: is in the device, "playback.dropping" and "playback.dropped" before and after a
+        #: flush empties the device.
+        self.mark: Mark | None = None
         self.opened: Opened | None = None
         self._opener = opener
         self._writer: _Writer | None = None
@@ -437,14 +444,16 @@ class AlsaSink:
             return  # the device is gone (even if a reopen failed): the controller recovers it
         if self._writer is None or self._converter is None:
             raise DeviceLostError(f"{self.request.key} {self.request.device!r} is not open")
+        self.writes += 1
         piece_bytes = byte_count(self.request.period_ms / 1000, OUTPUT_RATE)
         converter = self._converter
-        self._writer.queue(
-            [
-                _Piece(piece, converter.convert(piece))
-                for piece in (pcm[i : i + piece_bytes] for i in range(0, len(pcm), piece_bytes))
-            ]
-        )
+        pieces = [
+            _Piece(piece, converter.convert(piece))
+            for piece in (pcm[i : i + piece_bytes] for i in range(0, len(pcm), piece_bytes))
+        ]
+        if pieces:
+            pieces[0].write = self.writes
+        self._writer.queue(pieces)
 
     def flush(self) -> None:
         if self._writer is not None and self._converter is not None:
@@ -543,7 +552,9 @@ class _Writer(threading.Thread):
         while (item := self._next()) is not _Signal.STOP:
             if item is _Signal.DROP:
                 self.playing = False
+                self._mark("playback.dropping", None)
                 self.opened.pcm.drop()
+                self._mark("playback.dropped", None)
             elif item is _Signal.IDLE:
                 self._drain()
             elif isinstance(item, _DrainMark):
@@ -584,6 +595,12 @@ class _Writer(threading.Thread):
                 _log_xrun("playback underrun", self.sink.request, self.sink.underruns)
                 continue
             frames = frames[max(0, written) * self.frame :]
+        if piece.write:
+            self._mark("playback.written", piece.write)
+
+    def _mark(self, point: str, detail: object) -> None:
+        if self.sink.mark is not None:
+            self.sink.mark(point, detail)
 
     def _take_marks(self) -> list[asyncio.Future[None]]:
         marks = [item.done for item in self.pending if isinstance(item, _DrainMark)]

@@ -22,6 +22,7 @@ from pispeaker.audio.pcm import INPUT_RATE, byte_count
 from pispeaker.config import LiveConfig
 from pispeaker.live.client import INPUT_MIME, connect_config, make_client
 from pispeaker.live.failures import Failure, classify
+from pispeaker.marks import Mark
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,9 @@ class LiveLink:
         self.handle: str | None = None
         self.sent_bytes = 0
         self.dropped_bytes = 0
+        #: Marks "uplink.sent" (the chunk) once a chunk is handed to the websocket,
+        #: "downlink.audio" (the audio) and "downlink.interrupted" as they come out of the SDK.
+        self.mark: Mark | None = None
 
     @property
     def connected(self) -> bool:
@@ -227,6 +231,8 @@ class LiveLink:
                 await session.send_realtime_input(audio=blob)
                 del self._outbox[: self._chunk]  # only once sent: a failed send loses nothing
                 self.sent_bytes += len(chunk)
+                if self.mark:
+                    self.mark("uplink.sent", chunk)
             self._outbox_changed.clear()
             await self._outbox_changed.wait()
 
@@ -262,9 +268,13 @@ class LiveLink:
 
     def _dispatch_content(self, content: types.LiveServerContent) -> None:
         if content.interrupted:
+            if self.mark:
+                self.mark("downlink.interrupted", None)
             self._report(Interrupted())
         for part in content.model_turn.parts or [] if content.model_turn else []:
             if part.inline_data and part.inline_data.data:
+                if self.mark:
+                    self.mark("downlink.audio", part.inline_data.data)
                 self._report(ModelAudio(part.inline_data.data))
         for speaker, transcription in (
             ("user", content.input_transcription),

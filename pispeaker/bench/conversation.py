@@ -1,0 +1,390 @@
+"""The conversation figures, measured in this process on a pispeaker that runs in real time.
+
+The controller, the wake-word listener and the ALSA adapters are the service's own, built by
+app.py from a bench configuration. The microphone is a FIFO fed a period at a time (16 kHz
+mono, so that every chunk sent can be found in what was said), the speaker a FIFO drained in
+real time by another process (48 kHz stereo, as a USB speaker), the Live API the emulator in
+a process of its own, replying in real time. Timing marks come from the link and the sink.
+
+Each cycle is what a demanding user does: the wake word with a request straight after it;
+the reply; talking over the reply (the server interrupts); the next reply; a button press
+that stops it; the follow-up window passing.
+"""
+
+import asyncio
+import resource
+import time
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pispeaker.app import build_alsa_ports, build_controller, started, wake_maker
+from pispeaker.audio.pcm import INPUT_RATE, SAMPLE_WIDTH, byte_count, silence
+from pispeaker.bench.figures import Figure, figure_from
+from pispeaker.bench.rig import BenchError, Microphone, Speaker
+from pispeaker.bench.speech import request_utterance, wake_phrase
+from pispeaker.config import Config
+from pispeaker.controller import Controller
+from pispeaker.states import Event, State, Status
+
+#: The speaker: 48 kHz stereo s16le, as most USB speakers and DACs.
+SPEAKER_RATE, SPEAKER_CHANNELS = 48_000, 2
+#: How long the wake-word models settle before the first cycle (see wake.warmup_s).
+SETTLE_S = 2.0
+#: How long a cycle may wait for the next thing it expects.
+PATIENCE_S = 20.0
+#: How far after a halt the speaker's output counts as the tail of the stopped reply.
+TAIL_WINDOW_S = 0.25
+
+
+@dataclass
+class Marks:
+    """Every timing mark and state change of a run, with the time it happened."""
+
+    sent: list[tuple[float, bytes]] = field(default_factory=list)
+    received: list[tuple[float, int]] = field(default_factory=list)  # (time, writes before)
+    interrupted: list[float] = field(default_factory=list)
+    written: dict[int, float] = field(default_factory=dict)  # write number -> time
+    dropping: list[float] = field(default_factory=list)
+    dropped: list[float] = field(default_factory=list)
+    presses: list[float] = field(default_factory=list)
+    states: list[tuple[float, State, float]] = field(default_factory=list)  # (time, state, CPU)
+
+
+async def measure_conversations(
+    config: Config, api_key: str, mic: Microphone, speaker: Speaker, cycles: int
+) -> list[Figure]:
+    """Run ``cycles`` conversations on ``config`` (the bench's devices and emulator, which
+    must be running) and return their figures."""
+    marks = Marks()
+    clock = _cpu_clock(mic)
+    source, sink = build_alsa_ports(config)
+
+    def on_state(status: Status) -> None:
+        marks.states.append((_now(), status.state, clock()))
+
+    controller = build_controller(
+        config, api_key, source, sink, on_state, make_wake=wake_maker(config.wake)
+    )
+    controller.link.mark = _link_marker(marks, sink)
+    sink.mark = _sink_marker(marks)
+    async with started(controller):
+        await asyncio.sleep(SETTLE_S)
+        for _ in range(cycles):
+            await _cycle(controller, mic, marks)
+    return _figures(marks, mic, speaker, controller, source.dropped + source.overruns)
+
+
+def _now() -> float:
+    return time.monotonic()  # the clock of every process; marks come from threads too
+
+
+def _cpu_clock(mic: Microphone) -> Callable[[], float]:
+    """CPU seconds of this process, less the bench microphone thread's."""
+
+    def clock() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime - mic.cpu_s
+
+    return clock
+
+
+def _link_marker(marks: Marks, sink: object) -> Callable[[str, object], None]:
+    def mark(point: str, detail: object) -> None:
+        now = _now()
+        if point == "uplink.sent":
+            marks.sent.append((now, bytes(detail)))  # type: ignore[call-overload]
+        elif point == "downlink.audio":
+            marks.received.append((now, sink.writes))  # type: ignore[attr-defined]
+        elif point == "downlink.interrupted":
+            marks.interrupted.append(now)
+
+    return mark
+
+
+def _sink_marker(marks: Marks) -> Callable[[str, object], None]:
+    def mark(point: str, detail: object) -> None:  # called by the writer thread
+        if point == "playback.written":
+            marks.written[int(detail)] = _now()  # type: ignore[call-overload]
+        elif point == "playback.dropping":
+            marks.dropping.append(_now())
+        elif point == "playback.dropped":
+            marks.dropped.append(_now())
+
+    return mark
+
+
+# -- one cycle -------------------------------------------------------------------------------
+
+
+async def _cycle(controller: Controller, mic: Microphone, marks: Marks) -> None:
+    mic.say(wake_phrase() + silence(0.15, INPUT_RATE) + request_utterance(2.0))
+    await _next(controller, State.SPEAKING, "a reply to the request after the wake word")
+    await _next(controller, State.LISTENING, "the end of the reply")
+    mic.say(request_utterance(2.0))  # a follow-up question
+    await _next(controller, State.SPEAKING, "a reply to the follow-up question")
+    await asyncio.sleep(0.6)
+    mic.say(request_utterance(1.2))  # talking over the reply: the server interrupts it
+    await _next(controller, State.INTERRUPTED, "the server interrupting the reply")
+    await _next(controller, State.SPEAKING, "a reply to what was said over the last")
+    await asyncio.sleep(0.4)
+    marks.presses.append(_now())
+    controller.dispatch(Event.BUTTON_PRESS)  # stop that reply
+    await _next(controller, State.IDLE, "the end of the conversation")
+
+
+async def _next(controller: Controller, state: State, what: str) -> None:
+    """Wait until ``state`` is entered once more."""
+    count = controller.record.states.count(state) + 1
+    try:
+        async with asyncio.timeout(PATIENCE_S):
+            await controller.entered(state, count)
+    except TimeoutError:
+        raise BenchError(
+            f"no {what} within {PATIENCE_S:g} s (states so far: "
+            f"{' '.join(s.value for s in controller.record.states[-12:])})"
+        ) from None
+
+
+# -- the figures -----------------------------------------------------------------------------
+
+
+def _figures(
+    marks: Marks, mic: Microphone, speaker: Speaker, controller: Controller, capture_lost: int
+) -> list[Figure]:
+    sent = _place_sent(marks, mic)
+    return [
+        *_uplink(marks, mic, sent),
+        *_downlink(marks),
+        *_barge_in(marks, speaker),
+        *_wake(marks, mic, controller, sent, capture_lost),
+        _conversation_cpu(marks),
+    ]
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """An uplink chunk: when it was handed to the websocket, and which bytes of what the
+    microphone said it holds."""
+
+    at: float
+    start: int
+    end: int
+
+
+def _place_sent(marks: Marks, mic: Microphone) -> list[_Sent]:
+    """Find every sent chunk in what the microphone wrote (its room noise makes every
+    stretch unique); a chunk that is not there would be a bug, and raises."""
+    placed, after = [], 0
+    for moment, chunk in marks.sent:
+        start = mic.written.find(chunk, after)
+        if start < 0:
+            raise BenchError("an uplink chunk is not audio the microphone captured")
+        placed.append(_Sent(moment, start, start + len(chunk)))
+        after = start + 1
+    return placed
+
+
+def _ready_times(marks: Marks) -> list[float]:
+    """When each session became ready (CONNECTING -> LISTENING)."""
+    return [
+        moment
+        for (_, before, _), (moment, after, _) in zip(marks.states, marks.states[1:], strict=False)
+        if before is State.CONNECTING and after is State.LISTENING
+    ]
+
+
+def _uplink(marks: Marks, mic: Microphone, sent: list[_Sent]) -> list[Figure]:
+    """Chunks captured while a session was ready: the audio kept while connecting is the
+    wake figures' business."""
+    ready = _ready_times(marks)
+    latencies = []
+    for chunk in sent:
+        captured = mic.seconds_at(chunk.end)
+        if ready and captured >= ready[0]:
+            latencies.append((chunk.at - captured) * 1000)
+    return [
+        figure_from(
+            "uplink_ms",
+            "uplink: period's last sample -> handed to the websocket",
+            "ms",
+            latencies,
+            limit=25.0,
+        )
+    ]
+
+
+def _downlink(marks: Marks) -> list[Figure]:
+    latencies = []
+    received = sorted(marks.received, key=lambda pair: pair[1])
+    for write, written_at in marks.written.items():
+        candidates = [moment for moment, before in received if before == write - 1]
+        if candidates and candidates[-1] <= written_at:
+            latencies.append((written_at - candidates[-1]) * 1000)
+    return [
+        figure_from(
+            "downlink_ms",
+            "downlink: reply chunk received -> first sample in ALSA",
+            "ms",
+            latencies,
+            limit=5.0,
+        )
+    ]
+
+
+def _barge_in(marks: Marks, speaker: Speaker) -> list[Figure]:
+    server, button = _halts(marks, marks.interrupted), _halts(marks, marks.presses)
+    return [
+        figure_from(
+            "interrupted_halt_ms",
+            "barge-in: `interrupted` received -> playback halted",
+            "ms",
+            [halt.halted_ms for halt in server],
+            limit=10.0,
+        ),
+        figure_from(
+            "button_halt_ms",
+            "barge-in: button press -> playback halted",
+            "ms",
+            [halt.halted_ms for halt in button],
+            limit=10.0,
+        ),
+        figure_from(
+            "drop_ms",
+            "barge-in: of which the device's drop()",
+            "ms",
+            [halt.drop_ms for halt in server + button],
+        ),
+        figure_from(
+            "audible_tail_ms",
+            "barge-in: audio the speaker still played after the halt",
+            "ms",
+            [
+                speaker.heard_between(halt.halted, halt.halted + TAIL_WINDOW_S) * 1000
+                for halt in server + button
+            ],
+            limit=30.0,
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class _Halt:
+    """A barge-in: when it was asked for, when the drop began and when it was done."""
+
+    asked: float
+    dropping: float
+    halted: float
+
+    @property
+    def halted_ms(self) -> float:
+        return (self.halted - self.asked) * 1000
+
+    @property
+    def drop_ms(self) -> float:
+        return (self.halted - self.dropping) * 1000
+
+
+def _halts(marks: Marks, asked: list[float]) -> list[_Halt]:
+    """The first drop after each moment in ``asked``."""
+    halts = []
+    for moment in asked:
+        index = bisect_right(marks.dropping, moment)
+        if index < len(marks.dropping) and index < len(marks.dropped):
+            halts.append(_Halt(moment, marks.dropping[index], marks.dropped[index]))
+    return halts
+
+
+def _wake(
+    marks: Marks,
+    mic: Microphone,
+    controller: Controller,
+    sent: list[_Sent],
+    capture_lost: int,
+) -> list[Figure]:
+    detected_after, first_byte, beyond_connect, lost = [], [], [], []
+    wakes = controller.record.wakes
+    connects = _connects(marks)
+    for index, (woke, ready) in enumerate(connects[: len(wakes)]):
+        wake_end = byte_count(wakes[index].end_s, INPUT_RATE)
+        spoken = _wake_spoken_end(mic, wake_end)
+        detected_after.append((woke - mic.seconds_at(spoken)) * 1000)
+        first = next((chunk.at for chunk in sent if chunk.at >= woke), None)
+        if first is not None:
+            first_byte.append((first - woke) * 1000)
+            beyond_connect.append((first - woke - (ready - woke)) * 1000)
+        lost.append(_uncovered(sent, wake_end, mic.offset_at(ready)))
+    return [
+        figure_from(
+            "wake_detect_ms",
+            "wake word's last sample captured -> detected",
+            "ms",
+            detected_after,
+        ),
+        figure_from("wake_first_byte_ms", "wake -> first uplink byte", "ms", first_byte),
+        figure_from(
+            "wake_beyond_connect_ms",
+            "wake -> first uplink byte, beyond the session connect",
+            "ms",
+            beyond_connect,
+            limit=10.0,
+        ),
+        figure_from(
+            "lost_bytes",
+            "user audio lost between wake and session ready",
+            "bytes",
+            value=float(sum(lost) + capture_lost),
+            limit=0.0,
+        ),
+    ]
+
+
+def _connects(marks: Marks) -> list[tuple[float, float]]:
+    """(wake, session ready) times of each conversation woken by the wake word."""
+    pairs: list[tuple[float, float]] = []
+    woke: float | None = None
+    for moment, state, _ in marks.states:
+        if state is State.CONNECTING:
+            woke = moment
+        elif state is State.LISTENING and woke is not None:
+            pairs.append((woke, moment))
+            woke = None
+    return pairs
+
+
+def _wake_spoken_end(mic: Microphone, wake_end: int) -> int:
+    """Where the wake phrase said last before ``wake_end`` ended (its sound, not the frame
+    the detector fired on)."""
+    starts = [start for start, _ in mic.said if start <= wake_end]
+    start = starts[-1] if starts else wake_end
+    return min(wake_end, start + len(wake_phrase()))
+
+
+def _uncovered(sent: list[_Sent], start: int, end: int) -> int:
+    """Bytes of [start, end) that no sent chunk holds."""
+    covered, cursor = 0, start
+    for chunk in sorted(sent, key=lambda c: c.start):
+        low, high = max(chunk.start, cursor), min(chunk.end, end)
+        if high > low:
+            covered += high - low
+            cursor = high
+    return max(0, end - start - covered) // SAMPLE_WIDTH * SAMPLE_WIDTH
+
+
+def _conversation_cpu(marks: Marks) -> Figure:
+    """CPU seconds per second from each wake to the end of its conversation."""
+    cpu = wall = 0.0
+    start: tuple[float, float] | None = None
+    for moment, state, used in marks.states:
+        if state is State.CONNECTING and start is None:
+            start = (moment, used)
+        elif state is State.IDLE and start is not None:
+            wall += moment - start[0]
+            cpu += used - start[1]
+            start = None
+    return figure_from(
+        "conversation_cpu",
+        "CPU in conversation (process, less the bench microphone)",
+        "CPU-s/s",
+        value=cpu / wall if wall else None,
+    )
