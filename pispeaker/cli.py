@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sound_checks(commands)
     _add_wake_check(commands)
     _add_panel_checks(commands)
+    _add_bench(commands)
     return parser
 
 
@@ -128,6 +129,30 @@ def _add_wake_check(commands: "argparse._SubParsersAction[argparse.ArgumentParse
     wake.add_argument("--seconds", type=float, default=0.0, help="stop the microphone after")
 
 
+def _add_bench(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="measure latency, CPU and memory on this machine (emulator and ALSA file PCMs)",
+    )
+    bench.add_argument(
+        "--short", action="store_true", help="every figure from fewer samples (about 1 min)"
+    )
+    bench.add_argument(
+        "--json", type=Path, default=Path("pispeaker-bench.json"), help="report file to write"
+    )
+    bench.add_argument(
+        "--conversations",
+        type=int,
+        help="conversations back to back for the memory figures (default 1000, short 10)",
+    )
+    bench.add_argument(
+        "--speed",
+        type=float,
+        default=20.0,
+        help="how much faster than real time those conversations run",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pispeaker`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -162,6 +187,8 @@ def _run(args: argparse.Namespace) -> int:
         return _wake_check(_config(args.config), args)
     if args.command in PANEL_CHECKS:
         return _panel_check(_config(args.config), args)
+    if args.command == "bench":
+        return _bench(_config(args.config), args)
     return _emulator(args)
 
 
@@ -225,6 +252,16 @@ def _wake_check(config: Config, args: argparse.Namespace) -> int:
     from pispeaker.wakecheck import test_wake
 
     return asyncio.run(test_wake(config, args.wav, args.seconds, sys.stdout))
+
+
+def _bench(config: Config, args: argparse.Namespace) -> int:
+    from pispeaker.bench.runner import BenchOptions, run_bench
+
+    if not args.verbose:  # the conversations' own log lines would bury the progress
+        logging.getLogger("pispeaker").setLevel(logging.WARNING)
+    conversations = args.conversations or (10 if args.short else 1000)
+    options = BenchOptions(args.json, args.short, conversations, args.speed)
+    return asyncio.run(run_bench(config, options, sys.stdout))
 
 
 def _emulator(args: argparse.Namespace) -> int:
