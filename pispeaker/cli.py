@@ -148,8 +148,8 @@ def _add_bench(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     bench.add_argument(
         "--speed",
         type=float,
-        default=20.0,
-        help="how much faster than real time those conversations run",
+        default=8.0,
+        help="how much faster than real time those conversations run (default 8)",
     )
 
 

@@ -42,7 +42,7 @@ class BenchOptions:
     json_path: Path
     short: bool = False
     conversations: int = 1000
-    speed: float = 20.0
+    speed: float = 8.0
 
     @property
     def cycles(self) -> int:
@@ -55,7 +55,7 @@ class BenchOptions:
 
     @property
     def floor_s(self) -> float:
-        return 5.0 if self.short else 60.0
+        return 4.0 if self.short else 20.0
 
     @property
     def warmup(self) -> int:
