@@ -15,6 +15,7 @@ FIGURES = {
     "steady_rss_mb",
     "uplink_ms",
     "downlink_ms",
+    "downlink_later_ms",
     "interrupted_halt_ms",
     "button_halt_ms",
     "drop_ms",

@@ -33,6 +33,9 @@ SPEAKER_RATE, SPEAKER_CHANNELS = 48_000, 2
 SETTLE_S = 2.0
 #: How long a cycle may wait for the next thing it expects.
 PATIENCE_S = 20.0
+#: A longer gap between reply chunks than this starts a new reply (the service sends them
+#: every 200-240 ms of audio at most).
+REPLY_GAP_S = 0.5
 #: How far after a halt the speaker's output counts as the tail of the stopped reply.
 TAIL_WINDOW_S = 0.25
 
@@ -215,20 +218,34 @@ def _uplink(marks: Marks, mic: Microphone, sent: list[_Sent]) -> list[Figure]:
 
 
 def _downlink(marks: Marks) -> list[Figure]:
-    latencies = []
+    """Received -> in ALSA, for the first chunk of each reply (what delays the answer) and
+    for the later ones (which wait behind the audio of the chunk before, still playing)."""
+    first: list[float] = []
+    later: list[float] = []
     received = sorted(marks.received, key=lambda pair: pair[1])
+    arrivals = sorted(moment for moment, _ in marks.received)
     for write, written_at in marks.written.items():
         candidates = [moment for moment, before in received if before == write - 1]
-        if candidates and candidates[-1] <= written_at:
-            latencies.append((written_at - candidates[-1]) * 1000)
+        if not candidates or candidates[-1] > written_at:
+            continue
+        moment = candidates[-1]
+        index = arrivals.index(moment)
+        starts_reply = index == 0 or moment - arrivals[index - 1] > REPLY_GAP_S
+        (first if starts_reply else later).append((written_at - moment) * 1000)
     return [
         figure_from(
             "downlink_ms",
-            "downlink: reply chunk received -> first sample in ALSA",
+            "downlink: a reply's first chunk received -> in ALSA",
             "ms",
-            latencies,
+            first,
             limit=5.0,
-        )
+        ),
+        figure_from(
+            "downlink_later_ms",
+            "downlink: later chunks received -> in ALSA (queued)",
+            "ms",
+            later,
+        ),
     ]
 
 
