@@ -50,10 +50,6 @@ CAPTURE_BACKLOG_S = 2.0
 NATIVE_CAPTURE_RATE = 48_000
 #: The order in which sample formats are tried when the config says "auto".
 PREFERRED_FORMATS = ("S16_LE", "S32_LE", "S24_LE", "S24_3LE", "FLOAT_LE")
-#: Nothing to play for this long is a pause between replies: the device is drained then.
-#: Longer than the gaps between reply chunks sent just in time (a drain would hold up the
-#: next chunk until the device had played out: measured by ``pispeaker bench``).
-PAUSE_S = 0.5
 #: pyalsaaudio's read() and write() return this (-EPIPE) on an overrun or underrun.
 XRUN = -32
 NEXT_STEP = "run `pispeaker devices` to see the devices and what they accept"
@@ -495,6 +491,7 @@ class _Writer(threading.Thread):
         super().__init__(name="alsa-playback", daemon=True)
         self.sink, self.opened, self.loop = sink, opened, loop
         self.frame = frame_bytes(opened.format_name, opened.channels)
+        self.buffer_s = sink.request.period_ms * sink.request.periods / 1000
         self.pending: deque[_Piece | _DrainMark] = deque()
         self.wakeup = threading.Condition()
         self.drop_requested = False
@@ -567,9 +564,9 @@ class _Writer(threading.Thread):
                 self._play(item)
 
     def _next(self) -> "_Piece | _DrainMark | _Signal":
-        """What to do next. A flush's drop comes first; PAUSE_S with nothing to play
-        drains the device, so the pause between replies is not counted as an underrun.
-        (The lock is never held while ALSA is called: that may block.)"""
+        """What to do next. A flush's drop comes first; a buffer's time with nothing to
+        play drains the device, so the pause between replies is not counted as an
+        underrun. (The lock is never held while ALSA is called: that may block.)"""
         with self.wakeup:
             while True:
                 if self.drop_requested:
@@ -579,7 +576,7 @@ class _Writer(threading.Thread):
                     return _Signal.STOP
                 if self.pending:
                     return self.pending.popleft()
-                if not self.wakeup.wait(PAUSE_S) and self.playing:
+                if not self.wakeup.wait(self.buffer_s) and self.playing:
                     return _Signal.IDLE
 
     def _drain(self) -> None:
