@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pispeaker.app import build_alsa_ports, build_controller, started, wake_maker
+from pispeaker.audio.alsa import AlsaSink
 from pispeaker.audio.pcm import INPUT_RATE, SAMPLE_WIDTH, byte_count, silence
 from pispeaker.bench.figures import Figure, figure_from
 from pispeaker.bench.rig import BenchError, Microphone, Speaker
@@ -92,13 +93,13 @@ def _cpu_clock(mic: Microphone) -> Callable[[], float]:
     return clock
 
 
-def _link_marker(marks: Marks, sink: object) -> Callable[[str, object], None]:
+def _link_marker(marks: Marks, sink: AlsaSink) -> Callable[[str, object], None]:
     def mark(point: str, detail: object) -> None:
         now = _now()
         if point == "uplink.sent":
             marks.sent.append((now, bytes(detail)))  # type: ignore[call-overload]
         elif point == "downlink.audio":
-            marks.received.append((now, sink.writes))  # type: ignore[attr-defined]
+            marks.received.append((now, sink.writes))
         elif point == "downlink.interrupted":
             marks.interrupted.append(now)
 

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO, TypeVar
 
 from pispeaker.bench.conversation import SPEAKER_CHANNELS, SPEAKER_RATE, measure_conversations
 from pispeaker.bench.figures import Figure, Report, figure_from, machine, now_utc
@@ -127,7 +127,7 @@ async def _conversations(config: Config, options: BenchOptions, directory: Path)
     with (
         emulator_process(directory, 1.0, 1.0, 0.3) as endpoint,
         _alsa_config_path(alsa_config(directory, mic_path, speaker_path)),
-        _started(speaker),
+        _running(speaker),
         _running(Microphone(mic_path, keep=True)) as mic,
     ):
         settings = bench_config(config, endpoint, (16_000, 1), playback)
@@ -147,22 +147,22 @@ async def _growth(config: Config, options: BenchOptions, directory: Path) -> lis
         )
 
 
-@contextlib.contextmanager
-def _running(mic: Microphone) -> Iterator[Microphone]:
-    mic.start()
-    try:
-        yield mic
-    finally:
-        mic.stop()
+class _Part(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+PartT = TypeVar("PartT", bound=_Part)
 
 
 @contextlib.contextmanager
-def _started(speaker: Speaker) -> Iterator[Speaker]:
-    speaker.start()
+def _running(part: PartT) -> Iterator[PartT]:
+    """``part`` (a bench microphone or speaker) started for the block, stopped after it."""
+    part.start()
     try:
-        yield speaker
+        yield part
     finally:
-        speaker.stop()
+        part.stop()
 
 
 @contextlib.contextmanager
