@@ -11,8 +11,8 @@ from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError
 from pispeaker.audio.volume import Volume, state_dir
 from pispeaker.config import AudioConfig, Config, PanelConfig, WakeConfig
 from pispeaker.controller import Controller, MakeWake, Policy
-from pispeaker.live.client import declarations
-from pispeaker.live.link import LinkEvent, LiveLink
+from pispeaker.live.link import LiveLink
+from pispeaker.live.port import Report
 from pispeaker.panel.gestures import Gesture
 from pispeaker.states import Event, Status
 from pispeaker.tools import Tool
@@ -105,8 +105,8 @@ def build_controller(
     """A controller talking to ``config.live`` through the given audio ports, woken by
     ``make_wake``'s listener (see ``wake_maker``) or by the button alone."""
 
-    def make_link(report: Callable[[LinkEvent], None], tools: list[Tool]) -> LiveLink:
-        return LiveLink(config.live, api_key, report, declarations(tools))
+    def make_link(report: Report, tools: list[Tool]) -> LiveLink:
+        return LiveLink(config.live, api_key, report, tools)
 
     return Controller(
         source,
@@ -129,7 +129,10 @@ def build_panel(panel: PanelConfig, controller: Controller) -> "Panel":
     and every state it enters is shown (once ``started`` opens the panel)."""
     from pispeaker.panel.gpio import Panel  # gpiozero: only with a panel
 
-    return Panel(panel, lambda gesture: controller.dispatch(GESTURE_EVENTS[gesture]))
+    def on_gesture(gesture: Gesture) -> None:
+        controller.dispatch(GESTURE_EVENTS[gesture])
+
+    return Panel(panel, on_gesture)
 
 
 @contextlib.asynccontextmanager

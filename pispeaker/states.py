@@ -1,8 +1,10 @@
 """The conversation state machine: pure, synchronous, no I/O.
 
-``transition(status, event)`` returns the next status and the effects the controller must
-carry out, as data. Two things are derived from the state instead of being effects, so that
-they can never drift out of step with it:
+``transition(status, event, options)`` returns the next status and the effects the controller
+must carry out, as data. Every decision about the conversation is made here: whether reply
+audio plays (not while the rest of an interrupted turn is being dropped), whether a wake word
+acts in the current state, and when reconnecting gives up. Two things are derived from the
+state instead of being effects, so that they can never drift out of step with it:
 
 - ``uplink(state, voice_barge_in)``: what happens to microphone audio (privacy lives here:
   nothing is sent in IDLE, MUTED or ERROR);
@@ -38,6 +40,7 @@ class Event(enum.Enum):
     USER_SPEECH = "user speech"  # the user is audibly talking (restarts the follow-up window)
     USER_TURN_ENDED = "user turn ended"  # the server heard the end of the user's turn
     MODEL_AUDIO = "model audio"  # reply audio arrived
+    TURN_COMPLETE = "turn complete"  # the model's turn is over (its audio may still play)
     REPLY_DONE = "reply done"  # turnComplete arrived and the reply has finished playing
     SERVER_INTERRUPTED = "server interrupted"  # the server cut its reply (voice barge-in)
     FLASH_DONE = "flash done"  # the INTERRUPTED flash has been shown
@@ -57,7 +60,10 @@ class Effect(enum.Enum):
     OPEN_SESSION = "open session"  # connect; starts the session-length limit
     CLOSE_SESSION = "close session"  # disconnect; stops the session-length limit
     RECONNECT = "reconnect"  # reopen with the resumption handle, after backoff
+    REPORT_OFFLINE = "report offline"  # reconnecting gave up: say so (before EARCON_ERROR)
     SEND_PREROLL = "send pre-roll"  # send what was said after the wake word, before it fired
+    PLAY_AUDIO = "play audio"  # play the reply audio that came with MODEL_AUDIO
+    AWAIT_PLAYBACK = "await playback"  # REPLY_DONE once the last queued sample has played
     FLUSH_PLAYBACK = "flush playback"  # drop queued and device audio, and the turn's rest
     START_FOLLOW_UP = "start follow-up"  # (re)start the follow-up window timer
     START_FLASH = "start flash"  # start the INTERRUPTED flash timer
@@ -79,15 +85,30 @@ class Uplink(enum.Enum):
 
 @dataclass(frozen=True)
 class Status:
-    """The machine's whole state: the State, and whether the conversation is closing (the
-    model called end_conversation: end once its reply, usually a goodbye, is done)."""
+    """The machine's whole state: the State, and within a conversation
+
+    - ``closing``: the model called end_conversation: end once its reply (a goodbye) is done;
+    - ``dropping``: playback was flushed: the rest of that turn's audio is not played, until
+      its turnComplete or a new session (a turn cut off with its connection never ends);
+    - ``reconnects``: reconnects since the last session was ready.
+    """
 
     state: State = State.IDLE
     closing: bool = False
+    dropping: bool = False
+    reconnects: int = 0
+
+
+@dataclass(frozen=True)
+class Options:
+    """The owner's choices the machine decides with."""
+
+    wake_barge_in: bool = True  # the wake word interrupts a reply
+    max_reconnects: int = 8  # transient failures in a row before ERROR
 
 
 Transition = tuple[Status, tuple[Effect, ...]]
-Rule = Callable[[Status], Transition]
+Rule = Callable[[Status, Options], Transition]
 
 _CLOSABLE = frozenset({State.LISTENING, State.THINKING, State.SPEAKING})
 CONVERSATION = frozenset(
@@ -121,25 +142,72 @@ _UPLINK = {
 }
 
 
-def transition(status: Status, event: Event) -> Transition:
+def transition(status: Status, event: Event, options: Options = Options()) -> Transition:
     """The next status and the effects to carry out; unknown pairs leave everything as is."""
     rule = _RULES.get((status.state, event)) or _common(status.state, event)
-    return rule(status) if rule else (status, ())
+    return rule(status, options) if rule else (status, ())
 
 
 def _to(state: State, *effects: Effect) -> Rule:
-    """A rule that moves to ``state`` with ``effects``; ``closing`` survives only while the
-    conversation heads for its last reply (a barge-in means the user had more to say)."""
-    return lambda status: (Status(state, status.closing and state in _CLOSABLE), effects)
+    """A rule that moves to ``state`` with ``effects``. ``closing`` survives only while the
+    conversation heads for its last reply (a barge-in means the user had more to say); a
+    flush starts ``dropping``; leaving the conversation forgets both, and the reconnects."""
+    flushes = Effect.FLUSH_PLAYBACK in effects
+
+    def rule(status: Status, _options: Options) -> Transition:
+        if state not in CONVERSATION:
+            return Status(state), effects
+        closing = status.closing and state in _CLOSABLE
+        return Status(state, closing, status.dropping or flushes, status.reconnects), effects
+
+    return rule
 
 
-def _reply_done(status: Status) -> Transition:
+def _unless_dropping(rule: Rule) -> Rule:
+    """``rule``, except while the rest of an interrupted turn is dropped: then nothing."""
+    return lambda status, options: (status, ()) if status.dropping else rule(status, options)
+
+
+def _play(status: Status, _options: Options) -> Transition:
+    return replace(status, state=State.SPEAKING), (Effect.PLAY_AUDIO,)
+
+
+def _turn_complete(status: Status, _options: Options) -> Transition:
+    if status.dropping:
+        return replace(status, dropping=False), ()  # the interrupted turn is over
+    return status, (Effect.AWAIT_PLAYBACK,)
+
+
+def _session_ready(status: Status, _options: Options) -> Transition:
+    """A new or resumed session: reconnecting worked, and no turn of the old one goes on."""
+    fresh = replace(status, dropping=False, reconnects=0)
+    if status.state is State.CONNECTING:
+        return replace(fresh, state=State.LISTENING), (Effect.START_FOLLOW_UP,)
+    return fresh, ()
+
+
+def _connection_lost(status: Status, options: Options) -> Transition:
+    """Reconnect with backoff, up to ``options.max_reconnects`` times in a row."""
+    if status.reconnects >= options.max_reconnects:
+        return Status(State.ERROR), (Effect.REPORT_OFFLINE, *_FAIL)
+    flush = () if status.state is State.CONNECTING else (Effect.FLUSH_PLAYBACK,)
+    connecting = Status(State.CONNECTING, False, status.dropping or bool(flush))
+    return replace(connecting, reconnects=status.reconnects + 1), (*flush, Effect.RECONNECT)
+
+
+def _wake_barge_in(status: Status, options: Options) -> Transition:
+    if not options.wake_barge_in:
+        return status, ()
+    return _to(State.INTERRUPTED, *_BARGE_IN, Effect.SEND_PREROLL)(status, options)
+
+
+def _reply_done(status: Status, _options: Options) -> Transition:
     if status.closing:
         return Status(State.IDLE), _END
-    return Status(State.LISTENING), (Effect.START_FOLLOW_UP,)
+    return replace(status, state=State.LISTENING), (Effect.START_FOLLOW_UP,)
 
 
-def _close_after_reply(status: Status) -> Transition:
+def _close_after_reply(status: Status, _options: Options) -> Transition:
     return replace(status, closing=True), ()
 
 
@@ -152,22 +220,21 @@ _RULES: dict[tuple[State, Event], Rule] = {
     ),
     (State.IDLE, Event.BUTTON_HOLD): _to(State.MUTED),
     (State.IDLE, Event.DEVICE_LOST): _to(State.ERROR),
-    (State.CONNECTING, Event.SESSION_READY): _to(State.LISTENING, Effect.START_FOLLOW_UP),
-    (State.CONNECTING, Event.CONNECTION_LOST): _to(State.CONNECTING, Effect.RECONNECT),
     (State.LISTENING, Event.USER_SPEECH): _to(State.LISTENING, Effect.START_FOLLOW_UP),
-    (State.LISTENING, Event.USER_TURN_ENDED): _to(State.THINKING),
-    (State.LISTENING, Event.MODEL_AUDIO): _to(State.SPEAKING),
+    (State.LISTENING, Event.USER_TURN_ENDED): _unless_dropping(_to(State.THINKING)),
+    (State.LISTENING, Event.MODEL_AUDIO): _unless_dropping(_play),
     (State.LISTENING, Event.REPLY_DONE): _reply_done,
     (State.LISTENING, Event.END_CONVERSATION): _close_after_reply,
     (State.LISTENING, Event.FOLLOW_UP_EXPIRED): _to(State.IDLE, *_END),
-    (State.THINKING, Event.MODEL_AUDIO): _to(State.SPEAKING),
+    (State.THINKING, Event.MODEL_AUDIO): _unless_dropping(_play),
     (State.THINKING, Event.REPLY_DONE): _reply_done,
     (State.THINKING, Event.END_CONVERSATION): _close_after_reply,
     (State.THINKING, Event.SERVER_INTERRUPTED): _to(State.LISTENING, Effect.START_FOLLOW_UP),
+    (State.SPEAKING, Event.MODEL_AUDIO): _unless_dropping(_play),
     (State.SPEAKING, Event.REPLY_DONE): _reply_done,
     (State.SPEAKING, Event.SERVER_INTERRUPTED): _to(State.INTERRUPTED, *_BARGE_IN),
     (State.SPEAKING, Event.BUTTON_PRESS): _to(State.INTERRUPTED, *_BARGE_IN),
-    (State.SPEAKING, Event.WAKE_WORD): _to(State.INTERRUPTED, *_BARGE_IN, Effect.SEND_PREROLL),
+    (State.SPEAKING, Event.WAKE_WORD): _wake_barge_in,
     (State.SPEAKING, Event.END_CONVERSATION): _close_after_reply,
     (State.INTERRUPTED, Event.FLASH_DONE): _to(State.LISTENING, Effect.START_FOLLOW_UP),
     (State.MUTED, Event.BUTTON_HOLD): _to(State.IDLE),
@@ -190,7 +257,9 @@ _IN_CONVERSATION: dict[Event, Rule] = {
     Event.BUTTON_HOLD: _to(State.MUTED, *_LEAVE),
     Event.SESSION_LIMIT: _to(State.IDLE, *_END),
     Event.END_CONVERSATION: _to(State.IDLE, *_END),  # SPEAKING overrides: after the reply
-    Event.CONNECTION_LOST: _to(State.CONNECTING, Effect.FLUSH_PLAYBACK, Effect.RECONNECT),
+    Event.SESSION_READY: _session_ready,
+    Event.TURN_COMPLETE: _turn_complete,
+    Event.CONNECTION_LOST: _connection_lost,
     Event.FATAL_ERROR: _to(State.ERROR, *_FAIL),
     Event.DEVICE_LOST: _to(State.ERROR, *_LEAVE),
 }

@@ -13,11 +13,13 @@ from google.genai.live import AsyncSession
 
 from pispeaker.audio.memory import MemorySink, MemorySource
 from pispeaker.audio.pcm import INPUT_RATE, silence, tone
+from pispeaker.backoff import Backoff
 from pispeaker.config import LiveConfig
 from pispeaker.controller import Controller, Policy
+from pispeaker.conversation.history import History
 from pispeaker.emulator import EmulatorOptions, LiveEmulator, client_context
-from pispeaker.live.client import declarations
-from pispeaker.live.link import LinkEvent, LiveLink, ModelAudio
+from pispeaker.live.link import LiveLink
+from pispeaker.live.port import LinkEvent, ModelAudio
 from pispeaker.states import State
 from pispeaker.tools import Tool
 
@@ -169,8 +171,28 @@ class Recorder:
 
 
 @dataclass
+class RecordingBackoff(Backoff):
+    """A Backoff that keeps every delay it gave."""
+
+    delays: list[float] = field(default_factory=list)
+
+    def next_delay(self) -> float:
+        self.delays.append(delay := super().next_delay())
+        return delay
+
+
+class RecordedController(Controller):
+    """A controller that keeps a History of everything it did, as ``record``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.record = History()
+        self.observe(self.record)
+
+
+@dataclass
 class Rig:
-    controller: Controller
+    controller: RecordedController
     source: MemorySource
     sink: MemorySink
 
@@ -199,10 +221,10 @@ async def rig_factory() -> AsyncIterator[Callable[..., "asyncio.Future[Rig]"]]:
         )
 
         def make_link(report: Callable[[LinkEvent], None], tools: list[Tool]) -> LiveLink:
-            return LiveLink(live, api_key or emulator.api_key, report, declarations(tools))
+            return LiveLink(live, api_key or emulator.api_key, report, tools)
 
         source, sink = MemorySource(audio, realtime=True), MemorySink(realtime=True)
-        controller = Controller(
+        controller = RecordedController(
             source,
             sink,
             make_link,

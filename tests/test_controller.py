@@ -8,15 +8,13 @@ import pytest
 
 from pispeaker.audio.memory import MemorySink, MemorySource
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, dominant_frequency, resample, silence
-from pispeaker.backoff import Backoff
 from pispeaker.config import LiveConfig
 from pispeaker.controller import Controller, Policy
 from pispeaker.emulator import Fault, LiveEmulator, Reply, ScheduledFault, ToolCall
-from pispeaker.live.client import declarations
 from pispeaker.live.link import LiveLink
 from pispeaker.states import Effect, Event, State, Status
 from pispeaker.tools import Tool, ToolBox
-from tests.conftest import Rig, StartEmulator, speech
+from tests.conftest import RecordingBackoff, Rig, StartEmulator, speech
 
 
 def _gap(seconds: float) -> bytes:
@@ -151,10 +149,12 @@ async def test_transient_failures_retry_with_backoff_then_give_up(
 
     policy = Policy(max_reconnects=4, fatal_retry_s=3600)
     rig = await rig_factory(emulator, _gap(1.0), policy, sleep=fake_sleep)
-    rig.controller.backoff = Backoff(initial_s=1.0, cap_s=4.0, uniform=lambda: 0.0)
+    rig.controller.backoff = backoff = RecordingBackoff(
+        initial_s=1.0, cap_s=4.0, uniform=lambda: 0.0
+    )
     rig.controller.dispatch(Event.BUTTON_PRESS)
     await rig.reach(State.ERROR)
-    assert rig.controller.record.reconnect_delays == [1.0, 2.0, 4.0, 4.0]
+    assert backoff.delays == [1.0, 2.0, 4.0, 4.0]
     assert len(emulator.timeline.events) == 0  # every upgrade was refused before a session
     assert "offline" in rig.controller.record.errors[-1]
 
@@ -173,7 +173,7 @@ async def test_a_mid_session_failure_reconnects_into_the_same_session(
 ) -> None:
     question = speech(0.5, frequency_hz=500)
     rig = await rig_factory(emulator, _gap(1.0) + question + _gap(2.0))
-    rig.controller.backoff = Backoff(initial_s=0.05, uniform=lambda: 0.0)
+    rig.controller.backoff = backoff = RecordingBackoff(initial_s=0.05, uniform=lambda: 0.0)
     rig.controller.dispatch(Event.BUTTON_PRESS)
     await rig.reach(State.LISTENING)
     await emulator.inject(Fault.INTERNAL_ERROR)
@@ -185,7 +185,7 @@ async def test_a_mid_session_failure_reconnects_into_the_same_session(
         State.CONNECTING,
         State.LISTENING,
     ]
-    assert rig.controller.record.reconnect_delays == [0.05]
+    assert backoff.delays == [0.05]
     assert len(emulator.store.sessions) == 1  # resumed, not started afresh
     await rig.reach(State.LISTENING, count=3)
     assert bytes(rig.sink.played) == resample(question, INPUT_RATE, OUTPUT_RATE)
@@ -255,7 +255,7 @@ async def test_a_bug_crashes_the_controller_instead_of_hiding(emulator: LiveEmul
     controller = Controller(
         MemorySource(_gap(0.2) + speech(0.4) + _gap(2.0), realtime=True),
         sink,
-        lambda report, tools: LiveLink(live, emulator.api_key, report, declarations(tools)),
+        lambda report, tools: LiveLink(live, emulator.api_key, report, tools),
     )
     await controller.source.start()
     await sink.start()
@@ -282,7 +282,7 @@ async def test_interrupting_cancels_a_running_tool(
     emulator.script.push(Reply(tool_calls=(ToolCall("slow_lookup"),)))
     audio = _gap(0.2) + speech(0.4) + _gap(1.0) + speech(0.4) + _gap(2.0)
     rig = await rig_factory(emulator, audio, Policy(follow_up_s=3.0, voice_barge_in=True))
-    rig.controller.tools = ToolBox([Tool("slow_lookup", "x", {"type": "object"}, slow_lookup)])
+    rig.controller.tools.box = ToolBox([Tool("slow_lookup", "x", {"type": "object"}, slow_lookup)])
     rig.controller.dispatch(Event.BUTTON_PRESS)
     await asyncio.wait_for(started.wait(), 5)
     await asyncio.wait_for(cancelled.wait(), 5)  # the user spoke again: the call was withdrawn

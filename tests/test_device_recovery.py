@@ -19,11 +19,12 @@ from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, silence, tone
 from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError
 from pispeaker.config import LiveConfig
 from pispeaker.controller import Controller
-from pispeaker.live.client import declarations
-from pispeaker.live.link import LinkEvent, LiveLink
+from pispeaker.live.link import LiveLink
+from pispeaker.live.port import LinkEvent
 from pispeaker.states import Effect, Event, State
 from pispeaker.tools import Tool
 from tests.alsa_rig import AlsaRig, PacedReader, PacedWriter, request
+from tests.conftest import RecordedController
 
 IDLE, ERROR = State.IDLE, State.ERROR
 
@@ -81,7 +82,7 @@ async def until(condition: Callable[[], bool], within_s: float = 3.0) -> None:
 
 def idle_link(report: Callable[[LinkEvent], None], tools: list[Tool]) -> LiveLink:
     """A Live link that is never opened: these tests never start a conversation."""
-    return LiveLink(LiveConfig(), "unused-key", report, declarations(tools))
+    return LiveLink(LiveConfig(), "unused-key", report, tools)
 
 
 class Plug:
@@ -164,7 +165,7 @@ class Harness:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def run(self, source: AudioSource, sink: AudioSink) -> Controller:
-        controller = Controller(source, sink, idle_link, sleep=self.clock.sleep)
+        controller = RecordedController(source, sink, idle_link, sleep=self.clock.sleep)
         for port in (source, sink):
             await port.start()
             self._ports.append(port)
@@ -223,7 +224,7 @@ async def test_a_device_missing_at_boot_is_shown_and_waited_for(missing: str) ->
     mic, speaker = Mic(), Speaker()
     (mic if missing == "microphone" else speaker).plug.pull(refusals=2)
     clock = Clock()
-    controller = Controller(mic, speaker, idle_link, sleep=clock.sleep)
+    controller = RecordedController(mic, speaker, idle_link, sleep=clock.sleep)
     async with started(controller):
         await reach(controller, IDLE, count=2)
     assert controller.record.states == [IDLE, ERROR, IDLE]
@@ -381,7 +382,7 @@ async def pull_speaker_while_playing(
 async def test_alsa_microphone_hangs_vanishes_and_returns(
     alsa: AlsaDevices, harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="pispeaker.controller")
+    caplog.set_level(logging.WARNING, logger="pispeaker.conversation.devices")
     controller, writer, _ = await alsa.run()
     await asyncio.sleep(0.2)  # capturing
     harness.clock.gate.clear()  # no reopen before the unplug below
@@ -403,7 +404,7 @@ async def test_alsa_microphone_hangs_vanishes_and_returns(
 async def test_alsa_speaker_unplugged_while_playing_then_back(
     alsa: AlsaDevices, harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="pispeaker.controller")
+    caplog.set_level(logging.WARNING, logger="pispeaker.conversation.devices")
     controller, _, speaker = await alsa.run()
     await pull_speaker_while_playing(alsa, controller, speaker)
     [message] = controller.record.errors

@@ -2,8 +2,8 @@
 
 from pispeaker.config import LiveConfig
 from pispeaker.emulator import LiveEmulator
-from pispeaker.live.failures import Kind
-from pispeaker.live.link import LiveLink, Lost, Ready
+from pispeaker.live.link import LiveLink
+from pispeaker.live.port import Kind, Lost, Ready
 from tests.conftest import Recorder
 
 

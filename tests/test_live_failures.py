@@ -8,7 +8,8 @@ import pytest
 
 from pispeaker.backoff import Backoff
 from pispeaker.emulator import Fault, LiveEmulator
-from pispeaker.live.failures import Kind, classify
+from pispeaker.live.genai import classify
+from pispeaker.live.port import Kind
 from tests.conftest import MODEL, audio_config, next_turn, sdk_client
 
 

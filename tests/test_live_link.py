@@ -5,10 +5,10 @@ import asyncio
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, resample
 from pispeaker.config import LiveConfig
 from pispeaker.emulator import Fault, LiveEmulator, Reply, ScheduledFault, ToolCall
-from pispeaker.live.failures import Kind
-from pispeaker.live.link import (
+from pispeaker.live.link import LiveLink
+from pispeaker.live.port import (
     Interrupted,
-    LiveLink,
+    Kind,
     Lost,
     ModelAudio,
     Ready,
@@ -127,7 +127,8 @@ async def test_close_forgets_unsent_audio_and_the_handle(emulator: LiveEmulator)
     link.send_audio(speech(0.2))
     await link.close()
     assert link.handle is None
-    assert not link.connected
+    closed = await emulator.timeline.wait_for("disconnect")  # the socket is closed
+    assert closed.data["code"] == 1000
     assert emulator.store.sessions["session-1"].uploaded_audio_bytes == 0
 
 

@@ -2,14 +2,26 @@
 """The state machine as a table: every (state, event) pair has an expected outcome.
 
 The table below is written from the product rules (DESIGN.md), not from the code: each row is
-``STATE  EVENT  -> NEXT  effects...``. Every pair not listed must change nothing.
+``STATE  EVENT  -> NEXT  effects...``, where NEXT may carry Status fields (``+closing``,
+``+reconnects=1``). Every pair not listed must change nothing. The tests after it cover the
+decisions that depend on more than the State: dropping, the reconnect cap and the options.
 """
 
 import itertools
 
 import pytest
 
-from pispeaker.states import Effect, Event, State, Status, Uplink, transition, uplink
+from pispeaker.states import (
+    CONVERSATION,
+    Effect,
+    Event,
+    Options,
+    State,
+    Status,
+    Uplink,
+    transition,
+    uplink,
+)
 
 TABLE = """
 IDLE         WAKE_WORD           -> CONNECTING   OPEN_SESSION SEND_PREROLL EARCON_START
@@ -22,51 +34,57 @@ CONNECTING   BUTTON_PRESS        -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EA
 CONNECTING   BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 CONNECTING   SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 CONNECTING   END_CONVERSATION    -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
-CONNECTING   CONNECTION_LOST     -> CONNECTING   RECONNECT
+CONNECTING   CONNECTION_LOST     -> CONNECTING+reconnects=1 RECONNECT
+CONNECTING   TURN_COMPLETE       -> CONNECTING   AWAIT_PLAYBACK
 CONNECTING   FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
 CONNECTING   DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
 LISTENING    USER_SPEECH         -> LISTENING    START_FOLLOW_UP
 LISTENING    USER_TURN_ENDED     -> THINKING
-LISTENING    MODEL_AUDIO         -> SPEAKING
+LISTENING    MODEL_AUDIO         -> SPEAKING     PLAY_AUDIO
+LISTENING    TURN_COMPLETE       -> LISTENING    AWAIT_PLAYBACK
 LISTENING    REPLY_DONE          -> LISTENING    START_FOLLOW_UP
 LISTENING    FOLLOW_UP_EXPIRED   -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 LISTENING    BUTTON_PRESS        -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 LISTENING    BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 LISTENING    SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 LISTENING    END_CONVERSATION    -> LISTENING+closing
-LISTENING    CONNECTION_LOST     -> CONNECTING   FLUSH_PLAYBACK RECONNECT
+LISTENING    CONNECTION_LOST     -> CONNECTING+dropping+reconnects=1 FLUSH_PLAYBACK RECONNECT
 LISTENING    FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
 LISTENING    DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
-THINKING     MODEL_AUDIO         -> SPEAKING
+THINKING     MODEL_AUDIO         -> SPEAKING     PLAY_AUDIO
+THINKING     TURN_COMPLETE       -> THINKING     AWAIT_PLAYBACK
 THINKING     REPLY_DONE          -> LISTENING    START_FOLLOW_UP
 THINKING     SERVER_INTERRUPTED  -> LISTENING    START_FOLLOW_UP
 THINKING     BUTTON_PRESS        -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 THINKING     BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 THINKING     SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 THINKING     END_CONVERSATION    -> THINKING+closing
-THINKING     CONNECTION_LOST     -> CONNECTING   FLUSH_PLAYBACK RECONNECT
+THINKING     CONNECTION_LOST     -> CONNECTING+dropping+reconnects=1 FLUSH_PLAYBACK RECONNECT
 THINKING     FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
 THINKING     DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
+SPEAKING     MODEL_AUDIO         -> SPEAKING     PLAY_AUDIO
+SPEAKING     TURN_COMPLETE       -> SPEAKING     AWAIT_PLAYBACK
 SPEAKING     REPLY_DONE          -> LISTENING    START_FOLLOW_UP
-SPEAKING     SERVER_INTERRUPTED  -> INTERRUPTED  FLUSH_PLAYBACK START_FLASH
-SPEAKING     BUTTON_PRESS        -> INTERRUPTED  FLUSH_PLAYBACK START_FLASH
-SPEAKING     WAKE_WORD           -> INTERRUPTED  FLUSH_PLAYBACK START_FLASH SEND_PREROLL
+SPEAKING     SERVER_INTERRUPTED  -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
+SPEAKING     BUTTON_PRESS        -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
+SPEAKING     WAKE_WORD           -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH SEND_PREROLL
 SPEAKING     END_CONVERSATION    -> SPEAKING+closing
 SPEAKING     BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 SPEAKING     SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
-SPEAKING     CONNECTION_LOST     -> CONNECTING   FLUSH_PLAYBACK RECONNECT
+SPEAKING     CONNECTION_LOST     -> CONNECTING+dropping+reconnects=1 FLUSH_PLAYBACK RECONNECT
 SPEAKING     FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
 SPEAKING     DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
 INTERRUPTED  FLASH_DONE          -> LISTENING    START_FOLLOW_UP
+INTERRUPTED  TURN_COMPLETE       -> INTERRUPTED  AWAIT_PLAYBACK
 INTERRUPTED  BUTTON_PRESS        -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 INTERRUPTED  BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 INTERRUPTED  SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 INTERRUPTED  END_CONVERSATION    -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
-INTERRUPTED  CONNECTION_LOST     -> CONNECTING   FLUSH_PLAYBACK RECONNECT
+INTERRUPTED  CONNECTION_LOST     -> CONNECTING+dropping+reconnects=1 FLUSH_PLAYBACK RECONNECT
 INTERRUPTED  FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
 INTERRUPTED  DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
@@ -84,12 +102,18 @@ def _expected() -> dict[tuple[State, Event], tuple[Status, tuple[Effect, ...]]]:
     for line in filter(None, (raw.split() for raw in TABLE.splitlines())):
         state, event, arrow, target, *effects = line
         assert arrow == "->", line
-        name, _, flag = target.partition("+")
+        name, *flags = target.split("+")
         rows[State[state], Event[event]] = (
-            Status(State[name], closing=flag == "closing"),
+            Status(State[name], **dict(_flag(flag) for flag in flags)),
             tuple(Effect[effect] for effect in effects),
         )
     return rows
+
+
+def _flag(text: str) -> tuple[str, bool | int]:
+    """``closing`` -> ("closing", True); ``reconnects=1`` -> ("reconnects", 1)."""
+    name, _, value = text.partition("=")
+    return name, int(value) if value else True
 
 
 EXPECTED = _expected()
@@ -105,6 +129,71 @@ def test_every_state_event_pair(state: State, event: Event) -> None:
 def test_the_table_has_no_duplicate_rows() -> None:
     rows = [tuple(line.split()[:2]) for line in TABLE.splitlines() if line.strip()]
     assert len(rows) == len(set(rows)) == len(EXPECTED)
+
+
+DROPPING = [state for state in State if state in CONVERSATION]
+
+
+@pytest.mark.parametrize("state", DROPPING)
+def test_while_dropping_reply_audio_is_not_played_and_the_turn_end_stops_the_drop(
+    state: State,
+) -> None:
+    dropping = Status(state, dropping=True)
+    assert transition(dropping, Event.MODEL_AUDIO) == (dropping, ())
+    assert transition(dropping, Event.USER_TURN_ENDED) == (dropping, ())  # the old turn's
+    assert transition(dropping, Event.TURN_COMPLETE) == (Status(state), ())
+
+
+@pytest.mark.parametrize("state", DROPPING)
+def test_a_new_session_ends_the_drop_and_the_reconnect_count(state: State) -> None:
+    status, effects = transition(Status(state, dropping=True, reconnects=3), Event.SESSION_READY)
+    expected = State.LISTENING if state is State.CONNECTING else state
+    assert status == Status(expected)
+    assert effects == ((Effect.START_FOLLOW_UP,) if state is State.CONNECTING else ())
+
+
+def test_reconnecting_gives_up_after_the_cap() -> None:
+    options = Options(max_reconnects=2)
+    status, history = Status(State.LISTENING), []
+    for _ in range(3):
+        status, effects = transition(status, Event.CONNECTION_LOST, options)
+        history.append((status, effects))
+    assert [status.reconnects for status, _ in history[:2]] == [1, 2]
+    assert history[1] == (
+        Status(State.CONNECTING, reconnects=2, dropping=True),
+        (Effect.RECONNECT,),
+    )
+    assert history[2] == (
+        Status(State.ERROR),
+        (
+            Effect.REPORT_OFFLINE,
+            Effect.FLUSH_PLAYBACK,
+            Effect.CLOSE_SESSION,
+            Effect.EARCON_ERROR,
+            Effect.SCHEDULE_RETRY,
+        ),
+    )
+
+
+def test_a_conversation_ends_with_a_fresh_count() -> None:
+    status, _ = transition(Status(State.CONNECTING, reconnects=5), Event.BUTTON_PRESS)
+    assert status == Status(State.IDLE)
+    status, _ = transition(status, Event.BUTTON_PRESS)
+    assert status == Status(State.CONNECTING)
+
+
+def test_the_wake_word_interrupts_a_reply_only_when_the_owner_wants_it() -> None:
+    speaking = Status(State.SPEAKING)
+    assert transition(speaking, Event.WAKE_WORD, Options(wake_barge_in=False)) == (speaking, ())
+    interrupted, effects = transition(speaking, Event.WAKE_WORD, Options(wake_barge_in=True))
+    assert interrupted == Status(State.INTERRUPTED, dropping=True)
+    assert Effect.SEND_PREROLL in effects
+
+
+def test_closing_survives_reply_audio() -> None:
+    status, effects = transition(Status(State.THINKING, closing=True), Event.MODEL_AUDIO)
+    assert status == Status(State.SPEAKING, closing=True)
+    assert effects == (Effect.PLAY_AUDIO,)
 
 
 def test_a_device_lost_and_back_while_muted_never_unmutes() -> None:
@@ -140,7 +229,8 @@ def test_end_conversation_before_the_goodbye_waits_for_it() -> None:
 def test_a_barge_in_while_closing_keeps_the_conversation() -> None:
     closing, _ = transition(Status(State.SPEAKING), Event.END_CONVERSATION)
     interrupted, _ = transition(closing, Event.SERVER_INTERRUPTED)
-    assert interrupted == Status(State.INTERRUPTED)  # the user had more to say
+    assert not interrupted.closing  # the user had more to say
+    assert interrupted.state is State.INTERRUPTED
 
 
 def test_a_whole_conversation() -> None:

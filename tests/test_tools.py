@@ -7,8 +7,9 @@ import pytest
 
 from pispeaker.config import LiveConfig
 from pispeaker.emulator import LiveEmulator, Reply, ToolCall
-from pispeaker.live.client import declarations
-from pispeaker.live.link import LiveLink, ToolRequest, TurnComplete
+from pispeaker.live.genai import connect_config
+from pispeaker.live.link import LiveLink
+from pispeaker.live.port import ToolRequest, TurnComplete
 from pispeaker.tools import Tool, ToolBox, builtin_tools
 from tests.conftest import Recorder, padded, speech
 
@@ -79,7 +80,7 @@ async def test_declared_in_the_setup_and_answered_end_to_end(emulator: LiveEmula
             "silence_duration_ms": 200,
         }
     )
-    link = LiveLink(live, emulator.api_key, recorder, tools=declarations(list(box.tools.values())))
+    link = LiveLink(live, emulator.api_key, recorder, tools=list(box.tools.values()))
     link.send_audio(padded(speech(0.4)))
     link.open()
     request = await recorder.wait_for(ToolRequest)
@@ -94,4 +95,4 @@ async def test_declared_in_the_setup_and_answered_end_to_end(emulator: LiveEmula
     [answered] = emulator.timeline.of("tool.response")
     assert answered.data["responses"][0]["response"] == {"output": "volume set to 7"}
     assert calls == [7]
-    assert declarations([]) == []  # no tools: no tools key in the setup
+    assert connect_config(LiveConfig(), tools=[]).tools is None  # no tools: no tools key

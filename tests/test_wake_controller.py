@@ -103,7 +103,7 @@ async def test_nothing_heard_while_muted_is_kept_or_heard_by_the_wake_word(
     rig.controller.dispatch(Event.BUTTON_HOLD)  # muted before the wake word is said
     await asyncio.sleep(1.6)
     assert rig.controller.record.states == [State.IDLE, State.MUTED]
-    assert len(rig.controller.preroll) == 0
+    assert len(rig.controller.router.preroll) == 0
     assert rig.controller.wake is not None
     assert rig.controller.wake.detector.position_s == 0.0  # it heard nothing at all
     rig.controller.dispatch(Event.BUTTON_HOLD)

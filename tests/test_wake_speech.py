@@ -20,6 +20,7 @@ from pispeaker.audio.alsa import AlsaSource
 from pispeaker.audio.memory import MemorySink
 from pispeaker.audio.pcm import INPUT_RATE, to_samples
 from pispeaker.config import Config
+from pispeaker.conversation.history import History
 from pispeaker.emulator import LiveEmulator
 from pispeaker.states import State
 from pispeaker.wake.catalog import builtin_names, resolve
@@ -186,11 +187,13 @@ async def test_the_words_after_hey_jarvis_reach_the_session_and_nothing_before(
         config, emulator.api_key, source, MemorySink(), make_wake=make_wake
     )
     sent = record_uplink(controller)
+    history = History()
+    controller.observe(history)
     request_end = said.request_end * 2  # bytes
     try:
         async with started(controller), asyncio.timeout(20):
             await controller.entered(State.LISTENING)
-            [wake] = controller.record.wakes
+            [wake] = history.wakes
             start = round(wake.end_s * INPUT_RATE) * 2
             # The uplink has no event to wait on: poll it.
             while len(sent) < request_end - start:  # noqa: ASYNC110

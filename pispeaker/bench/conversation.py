@@ -26,6 +26,8 @@ from pispeaker.bench.rig import BenchError, Microphone, Speaker
 from pispeaker.bench.speech import request_utterance, wake_phrase
 from pispeaker.config import Config
 from pispeaker.controller import Controller
+from pispeaker.conversation.history import History
+from pispeaker.live.link import LiveLink
 from pispeaker.states import Event, State, Status
 
 #: The speaker: 48 kHz stereo s16le, as most USB speakers and DACs.
@@ -53,6 +55,7 @@ class Marks:
     dropped: list[float] = field(default_factory=list)
     presses: list[float] = field(default_factory=list)
     states: list[tuple[float, State, float]] = field(default_factory=list)  # (time, state, CPU)
+    history: History = field(default_factory=History)  # the wake words acted on, among others
 
 
 async def measure_conversations(
@@ -70,7 +73,9 @@ async def measure_conversations(
     controller = build_controller(
         config, api_key, source, sink, on_state, make_wake=wake_maker(config.wake)
     )
+    assert isinstance(controller.link, LiveLink)  # build_controller's link
     controller.link.mark = _link_marker(marks, sink)
+    controller.observe(marks.history)
     sink.mark = _sink_marker(marks)
     async with started(controller):
         await asyncio.sleep(SETTLE_S)
@@ -139,14 +144,13 @@ async def _cycle(controller: Controller, mic: Microphone, marks: Marks) -> None:
 
 async def _next(controller: Controller, state: State, what: str) -> None:
     """Wait until ``state`` is entered once more."""
-    count = controller.record.states.count(state) + 1
+    count = controller.entries(state) + 1
     try:
         async with asyncio.timeout(PATIENCE_S):
             await controller.entered(state, count)
     except TimeoutError:
         raise BenchError(
-            f"no {what} within {PATIENCE_S:g} s (states so far: "
-            f"{' '.join(s.value for s in controller.record.states[-12:])})"
+            f"no {what} within {PATIENCE_S:g} s (still {controller.status.state.value})"
         ) from None
 
 
@@ -321,7 +325,7 @@ def _wake(
     capture_lost: int,
 ) -> list[Figure]:
     detected_after, first_byte, beyond_connect, lost = [], [], [], []
-    wakes = controller.record.wakes
+    wakes = marks.history.wakes
     connects = _connects(marks)
     for index, (woke, ready) in enumerate(connects[: len(wakes)]):
         wake_end = byte_count(wakes[index].end_s, INPUT_RATE)

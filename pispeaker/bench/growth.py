@@ -9,7 +9,6 @@ of it, as in the service.
 """
 
 import asyncio
-import dataclasses
 import gc
 
 from pispeaker.app import build_alsa_ports, build_controller, started, wake_maker
@@ -34,8 +33,9 @@ async def measure_growth(
     """Run ``warmup`` conversations, then ``conversations`` more; return the growth of this
     process's resident memory over the latter."""
     source, sink = build_alsa_ports(config)
+    conversation = config.conversation.model_copy(update={"follow_up_s": FOLLOW_UP_S})
+    config = config.model_copy(update={"conversation": conversation})
     controller = build_controller(config, api_key, source, sink, make_wake=wake_maker(config.wake))
-    controller.policy = dataclasses.replace(controller.policy, follow_up_s=FOLLOW_UP_S)
     async with started(controller):
         for _ in range(warmup):
             await _conversation(controller, mic)
@@ -64,7 +64,7 @@ async def measure_growth(
 
 
 async def _conversation(controller: Controller, mic: Microphone) -> None:
-    idle = controller.record.states.count(State.IDLE)
+    idle = controller.entries(State.IDLE)
     controller.dispatch(Event.BUTTON_PRESS)
     mic.say(request_utterance(1.0) + silence(0.1, INPUT_RATE))
     try:
@@ -72,6 +72,6 @@ async def _conversation(controller: Controller, mic: Microphone) -> None:
             await controller.entered(State.IDLE, idle + 1)
     except TimeoutError:
         raise BenchError(
-            f"a conversation did not end within {PATIENCE_S:g} s (states: "
-            f"{' '.join(s.value for s in controller.record.states[-12:])})"
+            f"a conversation did not end within {PATIENCE_S:g} s (still "
+            f"{controller.status.state.value})"
         ) from None

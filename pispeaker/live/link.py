@@ -5,24 +5,33 @@ send succeeded, so the same mechanism covers the pre-roll before the first sessi
 reconnect after a failure and a goAway handover: nothing is lost, only delayed.
 
 The link reports what happens as ``LinkEvent`` values through a callback and never retries
-on its own: the controller owns the error policy (backoff, ERROR state).
+on its own: the controller owns the error policy (backoff, ERROR state). It knows the SDK
+only through ``pispeaker.live.genai``.
 """
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from google import genai
-from google.genai import types
-from google.genai.live import AsyncSession
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
 from pispeaker.audio.pcm import INPUT_RATE, byte_count
 from pispeaker.config import LiveConfig
-from pispeaker.live.client import INPUT_MIME, connect_config, make_client
-from pispeaker.live.failures import Failure, classify
+from pispeaker.live import genai
+from pispeaker.live.port import (
+    Crashed,
+    Interrupted,
+    Lost,
+    Message,
+    ModelAudio,
+    Ready,
+    Report,
+    ToolRequest,
+    ToolsCancelled,
+    TurnComplete,
+)
 from pispeaker.marks import Mark
+from pispeaker.tools import Tool
 
 log = logging.getLogger(__name__)
 
@@ -32,102 +41,33 @@ HANDOVER_MARGIN_S = 5.0
 OUTBOX_LIMIT_S = 30.0
 
 
-@dataclass(frozen=True)
-class Ready:
-    """A session is open; ``resumed`` when it continues the previous one."""
-
-    resumed: bool
-
-
-@dataclass(frozen=True)
-class ModelAudio:
-    """24 kHz s16le reply audio."""
-
-    pcm: bytes
-
-
-@dataclass(frozen=True)
-class Transcript:
-    """What the user said (``user``) or the model said (``model``), as transcribed."""
-
-    speaker: Literal["user", "model"]
-    text: str
-
-
-@dataclass(frozen=True)
-class TurnComplete:
-    """The model's turn is over (its audio may still be playing)."""
-
-
-@dataclass(frozen=True)
-class Interrupted:
-    """The server cut the model's reply: the user spoke over it."""
-
-
-@dataclass(frozen=True)
-class ToolRequest:
-    """One function call the model wants answered."""
-
-    id: str
-    name: str
-    args: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ToolsCancelled:
-    """The server withdrew these calls (the user interrupted)."""
-
-    ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Crashed:
-    """A bug in pispeaker (not a network or service failure) ended the link."""
-
-    error: BaseException
-
-
-@dataclass(frozen=True)
-class Lost:
-    """The session ended by failure; ``failure.kind`` says whether to retry soon."""
-
-    failure: Failure
-
-
-LinkEvent = (
-    Ready
-    | ModelAudio
-    | Transcript
-    | TurnComplete
-    | Interrupted
-    | ToolRequest
-    | ToolsCancelled
-    | Lost
-    | Crashed
-)
-
-
 class LiveLink:
-    """Owns the Live connection, the uplink outbox and the resumption handle."""
+    """Owns the Live connection, the uplink outbox and the resumption handle (a ``Link``).
+
+    Audio is sent in the pieces it was queued in (the capture already cut it into uplink
+    chunks); only a longer piece, such as the pre-roll, is cut to ``live.uplink_chunk_ms``.
+    """
 
     def __init__(
         self,
         live: LiveConfig,
         api_key: str,
-        report: Callable[[LinkEvent], None],
-        tools: list[types.Tool] | None = None,
+        report: Report,
+        tools: list[Tool] | None = None,
         client: genai.Client | None = None,
     ) -> None:
         self._live = live
         self._report = report
         self._tools = tools or []
-        self._client = client or make_client(live, api_key)
+        self._client = client or genai.make_client(live, api_key)
         self._chunk = byte_count(live.uplink_chunk_ms / 1000, INPUT_RATE)
         self._limit = byte_count(OUTBOX_LIMIT_S, INPUT_RATE)
-        self._outbox = bytearray()
+        self._outbox: deque[bytes] = deque()
+        self._queued = 0  # bytes in the outbox
         self._outbox_changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._session: AsyncSession | None = None
+        self._closing: set[asyncio.Task[None]] = set()  # cancelled, still closing their socket
+        self._session: genai.Session | None = None
         self._deadline: asyncio.Timeout | None = None
         self._in_turn = False
         self._handover_now = False
@@ -137,11 +77,6 @@ class LiveLink:
         #: Marks "uplink.sent" (the chunk) once a chunk is handed to the websocket,
         #: "downlink.audio" (the audio) and "downlink.interrupted" as they come out of the SDK.
         self.mark: Mark | None = None
-
-    @property
-    def connected(self) -> bool:
-        """True while a session is ready to take audio."""
-        return self._session is not None
 
     def open(self, resume: bool = False) -> None:
         """Connect in the background (resuming with the last handle if asked and known).
@@ -153,27 +88,28 @@ class LiveLink:
         self._task = asyncio.create_task(self._run(handle), name="live-link")
         self._task.add_done_callback(self._check_crash)
 
-    def stop(self) -> asyncio.Task[None] | None:
+    def stop(self) -> None:
         """End the conversation at once: cancel the connection, forget unsent audio and the
-        handle. Returns the connection task, which finishes closing in the background."""
-        task = self._cancel_connection()
+        handle. The connection finishes closing in the background; ``close`` waits for it."""
+        self._cancel_connection()
         self._outbox.clear()
+        self._queued = 0
         self.handle = None
-        return task
 
     async def close(self) -> None:
-        """``stop()``, and wait until the socket is closed."""
-        task = self.stop()
-        if task is not None:
-            await asyncio.wait([task])
+        """``stop()``, and wait until every socket it opened is closed."""
+        self.stop()
+        if self._closing:
+            await asyncio.wait(self._closing)
 
     def send_audio(self, pcm: bytes) -> None:
         """Queue 16 kHz s16le microphone audio; it is sent once a session is ready."""
-        self._outbox.extend(pcm)
-        overflow = len(self._outbox) - self._limit
-        if overflow > 0:
-            del self._outbox[:overflow]
-            self.dropped_bytes += overflow
+        for start in range(0, len(pcm), self._chunk):
+            self._outbox.append(pcm[start : start + self._chunk])
+        self._queued += len(pcm)
+        while self._queued > self._limit:
+            self._queued -= len(dropped := self._outbox.popleft())
+            self.dropped_bytes += len(dropped)
         self._outbox_changed.set()
 
     async def respond(self, request: ToolRequest, response: dict[str, Any]) -> None:
@@ -181,20 +117,22 @@ class LiveLink:
         if self._session is None:
             log.warning("tool %s answered after its session ended; dropped", request.name)
             return
-        answer = types.FunctionResponse(id=request.id, name=request.name, response=response)
-        await self._session.send_tool_response(function_responses=[answer])
+        await self._session.respond(request, response)
 
     def _check_crash(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self._report(Crashed(task.exception()))  # type: ignore[arg-type]
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self._report(Crashed(error))
 
     # -- the connection --------------------------------------------------------------------
 
-    def _cancel_connection(self) -> asyncio.Task[None] | None:
+    def _cancel_connection(self) -> None:
+        """Cancel the connection task; it runs on until it has closed its socket (a normal
+        close), kept in ``_closing`` until then so that ``close`` can wait for it."""
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
-        return task
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _run(self, handle: str | None) -> None:
         """Connect, and keep handing over to a resumed session for as long as goAway asks."""
@@ -202,13 +140,12 @@ class LiveLink:
             while await self._connect_once(handle):
                 handle = self.handle
         except Exception as error:  # noqa: BLE001 - classified; bugs are re-raised by classify
-            self._report(Lost(classify(error)))
+            self._report(Lost(genai.classify(error)))
 
     async def _connect_once(self, handle: str | None) -> bool:
         """Serve one session; True when it ended for a handover."""
         self._in_turn = self._handover_now = False
-        config = connect_config(self._live, handle, self._tools)
-        async with self._client.aio.live.connect(model=self._live.model, config=config) as session:
+        async with genai.connect(self._client, self._live, handle, self._tools) as session:
             self._session = session
             self._report(Ready(resumed=handle is not None))
             try:
@@ -223,79 +160,66 @@ class LiveLink:
             finally:
                 self._session = None
 
-    async def _send_forever(self, session: AsyncSession) -> None:
+    async def _send_forever(self, session: genai.Session) -> None:
         while True:
-            while len(self._outbox) >= self._chunk:
-                chunk = bytes(self._outbox[: self._chunk])
-                blob = types.Blob(data=chunk, mime_type=INPUT_MIME)
-                await session.send_realtime_input(audio=blob)
-                del self._outbox[: self._chunk]  # only once sent: a failed send loses nothing
+            while self._outbox:
+                chunk = self._outbox[0]
+                await session.send_audio(chunk)
+                self._outbox.popleft()  # only once sent: a failed send loses nothing
+                self._queued -= len(chunk)
                 self.sent_bytes += len(chunk)
                 if self.mark:
                     self.mark("uplink.sent", chunk)
             self._outbox_changed.clear()
             await self._outbox_changed.wait()
 
-    async def _receive_until_handover(self, session: AsyncSession) -> bool:
+    async def _receive_until_handover(self, session: genai.Session) -> bool:
         """Dispatch messages until a goAway's handover point: the end of the turn in
         progress (at once when none is), or shortly before the server's deadline."""
         try:
             async with asyncio.timeout(None) as self._deadline:
-                while True:  # receive() ends after every turnComplete
-                    async for message in session.receive():
-                        self._dispatch(message)
-                        if self._handover_now:
-                            return True
+                async for message in session.receive():
+                    self._dispatch(message)
+                    if self._handover_now:
+                        return True
         except TimeoutError:
             return True  # the deadline came first: hand over mid-turn rather than be cut
         finally:
             self._deadline = None
+        return False  # not reached: a session ends by raising
 
-    def _dispatch(self, message: types.LiveServerMessage) -> None:
+    def _dispatch(self, message: Message) -> None:
         self._track_turn(message)
-        update = message.session_resumption_update
-        if update and update.resumable and update.new_handle:
-            self.handle = update.new_handle
-        if message.go_away:
-            self._plan_handover(message.go_away.time_left)
-        if message.tool_call:
-            for call in message.tool_call.function_calls or []:
-                self._report(ToolRequest(call.id or "", call.name or "", dict(call.args or {})))
-        if message.tool_call_cancellation:
-            self._report(ToolsCancelled(tuple(message.tool_call_cancellation.ids or ())))
-        if message.server_content:
-            self._dispatch_content(message.server_content)
-
-    def _dispatch_content(self, content: types.LiveServerContent) -> None:
-        if content.interrupted:
+        if message.handle:
+            self.handle = message.handle
+        if message.go_away_s is not None:
+            self._plan_handover(message.go_away_s)
+        for request in message.tool_calls:
+            self._report(request)
+        if message.cancelled_calls:
+            self._report(ToolsCancelled(message.cancelled_calls))
+        if message.interrupted:
             if self.mark:
                 self.mark("downlink.interrupted", None)
             self._report(Interrupted())
-        for part in content.model_turn.parts or [] if content.model_turn else []:
-            if part.inline_data and part.inline_data.data:
-                if self.mark:
-                    self.mark("downlink.audio", part.inline_data.data)
-                self._report(ModelAudio(part.inline_data.data))
-        for speaker, transcription in (
-            ("user", content.input_transcription),
-            ("model", content.output_transcription),
-        ):
-            if transcription and transcription.text:
-                self._report(Transcript(speaker, transcription.text))  # type: ignore[arg-type]
-        if content.turn_complete:
+        for pcm in message.audio:
+            if self.mark:
+                self.mark("downlink.audio", pcm)
+            self._report(ModelAudio(pcm))
+        for transcript in message.transcripts:
+            self._report(transcript)
+        if message.turn_complete:
             self._report(TurnComplete())
 
-    def _track_turn(self, message: types.LiveServerMessage) -> None:
-        content = message.server_content
-        if message.tool_call or (content and content.model_turn):
+    def _track_turn(self, message: Message) -> None:
+        if message.model_turn:
             self._in_turn = True
-        if content and (content.turn_complete or content.interrupted):
+        if message.turn_complete or message.interrupted:
             self._in_turn = False
             self._handover_now = self._deadline is not None and self._deadline.when() is not None
 
-    def _plan_handover(self, time_left: str | None) -> None:
+    def _plan_handover(self, seconds: float) -> None:
         """Hand over now if no turn is in progress, else at its end or before the deadline."""
-        seconds = float((time_left or "0s").removesuffix("s"))
         log.info("goAway: handing over to a resumed session within %.1f s", seconds)
         if not self._in_turn:
             self._handover_now = True

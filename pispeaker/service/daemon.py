@@ -202,7 +202,7 @@ class Daemon:
                 self.notifier.watchdog()
             elif "microphone" in controller.lost_ports:
                 raise DeviceLostError(
-                    f"{controller.record.errors[-1]}; exiting so that systemd restarts pispeaker"
+                    f"{controller.last_error}; exiting so that systemd restarts pispeaker"
                 )
             heard = controller.chunks_heard
 
@@ -214,7 +214,7 @@ class Daemon:
         controller = self._controller
         error = None
         if controller is not None and self.narrator.state is State.ERROR:
-            error = controller.record.errors[-1] if controller.record.errors else None
+            error = controller.last_error
         return self.narrator.line(error)
 
 

@@ -1,0 +1,272 @@
+"""The one module that speaks google-genai: the client, the session configuration, one
+session's traffic, and what its failures mean, all translated to and from
+``pispeaker.live.port``'s types.
+
+The same code talks to the real service and to the emulator: only ``live.base_url``,
+``live.api_version`` and ``live.ca_file`` differ.
+"""
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+import websockets
+from google import genai
+from google.genai import errors, types
+from google.genai.live import AsyncSession
+
+from pispeaker.config import LiveConfig
+from pispeaker.live.port import (
+    Failure,
+    Kind,
+    Message,
+    Speaker,
+    ToolRequest,
+    Transcript,
+)
+from pispeaker.tools import Tool
+
+INPUT_MIME = "audio/pcm;rate=16000"
+#: The SDK's client, for those that hold one without speaking the SDK.
+Client = genai.Client
+
+_START = {
+    "high": types.StartSensitivity.START_SENSITIVITY_HIGH,
+    "low": types.StartSensitivity.START_SENSITIVITY_LOW,
+}
+_END = {
+    "high": types.EndSensitivity.END_SENSITIVITY_HIGH,
+    "low": types.EndSensitivity.END_SENSITIVITY_LOW,
+}
+_ACTIVITY = {
+    "interrupt": types.ActivityHandling.START_OF_ACTIVITY_INTERRUPTS,
+    "no_interruption": types.ActivityHandling.NO_INTERRUPTION,
+}
+
+
+def make_client(live: LiveConfig, api_key: str) -> genai.Client:
+    """A client for ``live.base_url`` with pispeaker's websocket settings."""
+    return genai.Client(
+        api_key=api_key,
+        http_options=types.HttpOptions(
+            base_url=live.base_url,
+            api_version=live.api_version,
+            async_client_args=_websocket_args(live),
+        ),
+    )
+
+
+def _websocket_args(live: LiveConfig) -> dict[str, Any]:
+    # Passed through to websockets' connect(). The default 20 s keepalive is shorter than
+    # the Live API's observed pong latency, so the interval is config (0 disables).
+    args: dict[str, Any] = {
+        "ping_interval": live.ping_interval_s or None,
+        "ping_timeout": live.ping_timeout_s,
+        "open_timeout": live.connect_timeout_s,
+    }
+    if live.ca_file is not None:
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=str(live.ca_file))
+        args["ssl"] = context
+    return args
+
+
+def connect_config(
+    live: LiveConfig, resume_handle: str | None = None, tools: list[types.Tool] | None = None
+) -> types.LiveConnectConfig:
+    """The LiveConnectConfig for one session (``resume_handle`` continues an earlier one)."""
+    return types.LiveConnectConfig(
+        tools=tools or None,
+        response_modalities=[types.Modality.AUDIO],
+        system_instruction=live.system_instruction,
+        speech_config=types.SpeechConfig(
+            voice_config=types.VoiceConfig(
+                prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=live.voice)
+            ),
+            language_code=live.language or None,
+        ),
+        realtime_input_config=types.RealtimeInputConfig(
+            automatic_activity_detection=types.AutomaticActivityDetection(
+                disabled=False,
+                start_of_speech_sensitivity=_START[live.start_of_speech_sensitivity],
+                end_of_speech_sensitivity=_END[live.end_of_speech_sensitivity],
+                prefix_padding_ms=live.prefix_padding_ms,
+                silence_duration_ms=live.silence_duration_ms,
+            ),
+            activity_handling=_ACTIVITY[live.activity_handling],
+        ),
+        input_audio_transcription=_enabled(live.input_transcription),
+        output_audio_transcription=_enabled(live.output_transcription),
+        session_resumption=(
+            types.SessionResumptionConfig(handle=resume_handle) if live.session_resumption else None
+        ),
+        context_window_compression=(
+            types.ContextWindowCompressionConfig(sliding_window=types.SlidingWindow())
+            if live.context_window_compression
+            else None
+        ),
+    )
+
+
+def _enabled(flag: bool) -> types.AudioTranscriptionConfig | None:
+    return types.AudioTranscriptionConfig() if flag else None
+
+
+def declarations(tools: list[Tool]) -> list[types.Tool]:
+    """The tools as the session setup declares them (JSON schema parameters)."""
+    if not tools:
+        return []
+    return [
+        types.Tool(
+            function_declarations=[
+                types.FunctionDeclaration(
+                    name=tool.name,
+                    description=tool.description,
+                    parameters_json_schema=tool.parameters,
+                )
+                for tool in tools
+            ]
+        )
+    ]
+
+
+class Session:
+    """One open Live session, in pispeaker's terms."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def send_audio(self, pcm: bytes) -> None:
+        """Send one chunk of 16 kHz s16le microphone audio."""
+        await self._session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=INPUT_MIME))
+
+    async def respond(self, request: ToolRequest, response: dict[str, Any]) -> None:
+        """Answer one tool call."""
+        answer = types.FunctionResponse(id=request.id, name=request.name, response=response)
+        await self._session.send_tool_response(function_responses=[answer])
+
+    async def close(self) -> None:
+        """Close with 1000, a normal closure."""
+        await self._session.close()
+
+    async def receive(self) -> AsyncIterator[Message]:
+        """Every server message, translated, until the session ends (it raises then)."""
+        while True:  # the SDK's receive() ends after every turnComplete
+            async for message in self._session.receive():
+                yield translate(message)
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    client: genai.Client, live: LiveConfig, handle: str | None, tools: list[Tool]
+) -> AsyncIterator[Session]:
+    """Open a session of ``live.model`` (resuming ``handle`` if given) declaring ``tools``."""
+    config = connect_config(live, handle, declarations(tools))
+    async with client.aio.live.connect(model=live.model, config=config) as session:
+        yield Session(session)
+
+
+def translate(message: types.LiveServerMessage) -> Message:
+    """The parts of ``message`` pispeaker acts on."""
+    content = message.server_content or types.LiveServerContent()
+    update = message.session_resumption_update
+    calls = message.tool_call.function_calls or [] if message.tool_call else []
+    cancelled = message.tool_call_cancellation
+    return Message(
+        interrupted=bool(content.interrupted),
+        audio=_audio_of(content),
+        transcripts=_transcripts_of(content),
+        turn_complete=bool(content.turn_complete),
+        model_turn=bool(content.model_turn) or bool(message.tool_call),
+        tool_calls=tuple(ToolRequest(c.id or "", c.name or "", dict(c.args or {})) for c in calls),
+        cancelled_calls=tuple(cancelled.ids or ()) if cancelled else (),
+        go_away_s=_seconds(message.go_away.time_left) if message.go_away else None,
+        handle=update.new_handle if update and update.resumable and update.new_handle else None,
+    )
+
+
+def _audio_of(content: types.LiveServerContent) -> tuple[bytes, ...]:
+    parts = content.model_turn.parts or [] if content.model_turn else []
+    return tuple(p.inline_data.data for p in parts if p.inline_data and p.inline_data.data)
+
+
+def _transcripts_of(content: types.LiveServerContent) -> tuple[Transcript, ...]:
+    pairs: tuple[tuple[Speaker, types.Transcription | None], ...] = (
+        ("user", content.input_transcription),
+        ("model", content.output_transcription),
+    )
+    return tuple(Transcript(who, said.text) for who, said in pairs if said and said.text)
+
+
+def _seconds(time_left: str | None) -> float:
+    """A protobuf Duration as JSON ("12.5s") in seconds."""
+    return float((time_left or "0s").removesuffix("s"))
+
+
+# -- failures: whether trying again soon can help -------------------------------------
+# Transient failures (normal or abnormal closes, internal errors, refused connections,
+# timeouts, a malformed server message) reconnect with the resumption handle after a short
+# backoff. Fatal ones (rejected key, unknown model, exhausted quota, an untrusted certificate)
+# need a person or time: ERROR, a message naming the fix, and a long backoff.
+
+#: Reasons of 1011 closes that retrying soon cannot fix.
+_QUOTA_WORDS = ("quota", "exhausted")
+
+
+def classify(error: BaseException) -> Failure:
+    """Classify an exception raised by connecting to, sending to or receiving from a session.
+
+    Anything else is a bug in pispeaker, not a network or service failure: it is re-raised.
+    """
+    if isinstance(error, errors.APIError):
+        return _close(error.code, str(error.details or ""))
+    if isinstance(error, websockets.InvalidStatus):
+        return _http(error.response.status_code)
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return Failure(
+            Kind.FATAL,
+            f"the Live API's TLS certificate is not trusted ({error.verify_message}); "
+            "check live.base_url, or set live.ca_file for a private endpoint",
+        )
+    if isinstance(error, websockets.ConnectionClosed | OSError | TimeoutError):
+        return Failure(Kind.TRANSIENT, f"connection failed: {error!r}")
+    if isinstance(error, ValueError | TypeError):  # the SDK's answer to a malformed message
+        return Failure(Kind.TRANSIENT, f"malformed message from the Live API: {error}")
+    raise error
+
+
+def _close(code: int, reason: str) -> Failure:
+    if code == 1007 and "api key" in reason.lower():
+        return Failure(
+            Kind.FATAL,
+            f"API key rejected ({reason}); update the gemini-api-key credential and restart",
+            code,
+        )
+    if code == 1007:
+        return Failure(Kind.FATAL, f"the Live API rejected the request (1007: {reason})", code)
+    if code == 1008:
+        return Failure(
+            Kind.FATAL,
+            f"model or feature not available (1008: {reason}); check live.model and "
+            "live.api_version",
+            code,
+        )
+    if any(word in reason.lower() for word in _QUOTA_WORDS):
+        return Failure(Kind.FATAL, f"quota exhausted ({reason}); wait or raise the quota", code)
+    return Failure(Kind.TRANSIENT, f"session closed ({code}: {reason or 'no reason'})", code)
+
+
+def _http(status: int) -> Failure:
+    if status == 429:
+        return Failure(Kind.FATAL, "quota exhausted (HTTP 429); wait or raise the quota", status)
+    if status in (401, 403):
+        return Failure(Kind.FATAL, f"API key refused (HTTP {status}); update the credential")
+    if status >= 500:
+        return Failure(Kind.TRANSIENT, f"the Live API is unavailable (HTTP {status})", status)
+    return Failure(
+        Kind.FATAL,
+        f"the Live API endpoint refused the connection (HTTP {status}); check live.base_url "
+        "and live.api_version",
+        status,
+    )
