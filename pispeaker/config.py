@@ -27,6 +27,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from pispeaker.errors import ConfigError
+from pispeaker.panel.looks import looks_for
 
 DEFAULT_CONFIG_PATH = Path("/etc/pispeaker/pispeaker.toml")
 
@@ -372,10 +373,7 @@ class PanelConfig(_Section):
     def _looks_parse(cls, looks: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         """Keys are state names ("listening"); values are looks the configured LEDs can show
         (parsed by pispeaker.panel.looks.parse_look). Every bad entry is reported at once."""
-        from pispeaker.panel.looks import channels_of, looks_with  # pure: no GPIO library
-
-        channels = channels_of(info.data.get("led_pins", []))
-        looks_with(channels, looks, pwm=info.data.get("led_pwm", True))
+        looks_for(info.data.get("led_pins", []), looks, pwm=info.data.get("led_pwm", True))
         return looks
 
 
