@@ -429,15 +429,6 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
         raise ConfigError(source, [_problem(error) for error in errors]) from exc
 
 
-def field_paths() -> list[str]:
-    """Every ``section.key`` of the configuration, in model order."""
-    return [
-        f"{section}.{key}"
-        for section in Config.model_fields
-        for key in _section_model(section).model_fields
-    ]
-
-
 def redacted_toml(config: Config, api_key_status: str) -> str:
     """Render ``config`` as TOML, every section and key in model order.
 
