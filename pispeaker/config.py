@@ -27,6 +27,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from pispeaker.errors import ConfigError
+from pispeaker.panel.looks import looks_for
 
 DEFAULT_CONFIG_PATH = Path("/etc/pispeaker/pispeaker.toml")
 
@@ -372,10 +373,7 @@ class PanelConfig(_Section):
     def _looks_parse(cls, looks: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         """Keys are state names ("listening"); values are looks the configured LEDs can show
         (parsed by pispeaker.panel.looks.parse_look). Every bad entry is reported at once."""
-        from pispeaker.panel.looks import channels_of, looks_with  # pure: no GPIO library
-
-        channels = channels_of(info.data.get("led_pins", []))
-        looks_with(channels, looks, pwm=info.data.get("led_pwm", True))
+        looks_for(info.data.get("led_pins", []), looks, pwm=info.data.get("led_pwm", True))
         return looks
 
 
@@ -429,15 +427,6 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     except ValidationError as exc:
         errors = sorted(exc.errors(), key=lambda error: _position(data, error["loc"]))
         raise ConfigError(source, [_problem(error) for error in errors]) from exc
-
-
-def field_paths() -> list[str]:
-    """Every ``section.key`` of the configuration, in model order."""
-    return [
-        f"{section}.{key}"
-        for section in Config.model_fields
-        for key in _section_model(section).model_fields
-    ]
 
 
 def redacted_toml(config: Config, api_key_status: str) -> str:

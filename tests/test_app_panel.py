@@ -60,7 +60,7 @@ async def test_the_button_starts_and_ends_a_talk_and_the_leds_follow(
 ) -> None:
     controller = speaker(emulator, silence(8.0, INPUT_RATE))
     panel = build_panel(PANEL, controller)
-    looks = looks_for(PANEL)
+    looks = looks_for(PANEL.led_pins, PANEL.looks, PANEL.led_pwm)
     async with started(controller, panel):
         assert leds(pins) == (0.0, 0.0, 0.0)  # IDLE: off
         await press(pins)

@@ -9,7 +9,6 @@ from pydantic import ValidationError
 from pispeaker.config import (
     Config,
     LiveConfig,
-    field_paths,
     load_config,
     parse_config,
     redacted_toml,
@@ -17,6 +16,12 @@ from pispeaker.config import (
 from pispeaker.errors import ConfigError
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config" / "pispeaker.toml"
+
+
+def field_paths() -> list[str]:
+    """Every ``section.key`` of the configuration, in model order (a dump of the defaults
+    holds every field)."""
+    return [f"{name}.{key}" for name, section in Config().model_dump().items() for key in section]
 
 
 def write(tmp_path: Path, text: str) -> Path:

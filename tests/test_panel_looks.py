@@ -2,11 +2,16 @@
 looks setting."""
 
 import itertools
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import pispeaker
 from pispeaker.config import PanelConfig, parse_config
 from pispeaker.errors import ConfigError
 from pispeaker.panel.looks import (
@@ -185,6 +190,10 @@ def test_a_phase_shift_alone_does_not_count_as_distinct() -> None:
 # -- the [panel] looks setting ---------------------------------------------------------------
 
 
+def panel_looks(config: PanelConfig) -> dict[State, Look]:
+    return looks_for(config.led_pins, config.looks, config.led_pwm)
+
+
 def panel_problems(**panel: Any) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         parse_config({"panel": panel}, "test.toml")
@@ -193,10 +202,10 @@ def panel_problems(**panel: Any) -> list[str]:
 
 def test_looks_override_the_defaults_for_the_configured_leds() -> None:
     config = PanelConfig(led_pins=[5, 6, 13], led_rgb=True, looks={"muted": "magenta breathe"})
-    looks = looks_for(config)
+    looks = panel_looks(config)
     assert looks[State.MUTED] == Look((1.0, 0.0, 1.0), "breathe", "magenta")
     assert looks[State.LISTENING] == default_looks(3)[State.LISTENING]
-    single = looks_for(PanelConfig(led_pins=[17], looks={"listening": "0.5 pulse"}))
+    single = panel_looks(PanelConfig(led_pins=[17], looks={"listening": "0.5 pulse"}))
     assert single[State.LISTENING] == Look((0.5,), "pulse", "0.5")
     assert single[State.ERROR].pattern == "double_blink"
 
@@ -224,12 +233,21 @@ def test_a_look_that_never_lights_without_pwm_is_refused() -> None:
     problems = panel_problems(led_pins=[17], led_pwm=False, looks={"muted": "dim"})
     assert problems[0].startswith("panel.looks: muted: 'dim' never lights without PWM")
     accepted = PanelConfig(led_pins=[17], led_pwm=True, looks={"muted": "dim"})
-    assert looks_for(accepted)[State.MUTED].pattern == "dim"
+    assert panel_looks(accepted)[State.MUTED].pattern == "dim"
 
 
 def test_with_no_leds_looks_are_checked_as_for_an_rgb_led() -> None:
     config = PanelConfig(looks={"listening": "purple solid", "error": "1,0,0 double-blink"})
-    assert looks_for(config)[State.ERROR] == Look((1.0, 0.0, 0.0), "double_blink", "1,0,0")
+    assert panel_looks(config)[State.ERROR] == Look((1.0, 0.0, 0.0), "double_blink", "1,0,0")
     assert panel_problems(looks={"error": "1,0 blink"})[0].startswith(
         "panel.looks: error: '1,0' gives 2 levels for 3 LEDs"
     )
+
+
+def test_looks_do_not_import_the_configuration() -> None:
+    """The dependency is one-way: the configuration validates looks with this module, so this
+    module must not need the configuration (a fresh interpreter shows what an import pulls in)."""
+    source = str(Path(pispeaker.__file__).parents[1])
+    check = "import pispeaker.panel.looks, sys; assert 'pispeaker.config' not in sys.modules"
+    env = {**os.environ, "PYTHONPATH": source}
+    subprocess.run([sys.executable, "-c", check], env=env, check=True, timeout=30)

@@ -102,7 +102,8 @@ def _link_marker(marks: Marks, sink: AlsaSink) -> Callable[[str, object], None]:
     def mark(point: str, detail: object) -> None:
         now = _now()
         if point == "uplink.sent":
-            marks.sent.append((now, bytes(detail)))  # type: ignore[call-overload]
+            assert isinstance(detail, bytes)  # the link marks the chunk it sent
+            marks.sent.append((now, detail))
         elif point == "downlink.audio":
             marks.received.append((now, sink.writes))
         elif point == "downlink.interrupted":
@@ -113,12 +114,14 @@ def _link_marker(marks: Marks, sink: AlsaSink) -> Callable[[str, object], None]:
 
 def _sink_marker(marks: Marks) -> Callable[[str, object], None]:
     def mark(point: str, detail: object) -> None:  # called by the writer thread
+        now = _now()
         if point == "playback.written":
-            marks.written[int(detail)] = _now()  # type: ignore[call-overload]
+            assert isinstance(detail, int)  # the sink marks the number of the write
+            marks.written[detail] = now
         elif point == "playback.dropping":
-            marks.dropping.append(_now())
+            marks.dropping.append(now)
         elif point == "playback.dropped":
-            marks.dropped.append(_now())
+            marks.dropped.append(now)
 
     return mark
 

@@ -93,7 +93,7 @@ class ControlledConnection(ServerConnection):
 
         # The sans-I/O protocol answers pings itself; intercepting its frame output is the
         # only seam websockets offers for emulating a server with slow pongs.
-        self.protocol.send_frame = send_or_hold  # type: ignore[method-assign]
+        self.protocol.send_frame = send_or_hold  # type: ignore[method-assign]  # no other seam
 
     async def _pong_later(self, data: bytes, delay: float) -> None:
         await asyncio.sleep(delay)

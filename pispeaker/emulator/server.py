@@ -88,9 +88,11 @@ class LiveEmulator:
 
     async def start(self) -> None:
         """Make the TLS material and start listening."""
-        if self._state_dir is None:
+        state_dir = self._state_dir
+        if state_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="pispeaker-emulator-")
-        self._tls = issue_tls(self._state_dir or Path(self._tmp.name))  # type: ignore[union-attr]
+            state_dir = Path(self._tmp.name)
+        self._tls = issue_tls(state_dir)
         self._server = await serve(
             self._serve_connection,
             self.options.host,

@@ -92,8 +92,13 @@ def normalize(value: Any) -> Any:
     """Recursively rename dict keys to camelCase, leaving user data under OPAQUE_KEYS alone."""
     if isinstance(value, list):
         return [normalize(item) for item in value]
-    if not isinstance(value, dict):
-        return value
+    if isinstance(value, dict):
+        return _normalize_object(value)
+    return value
+
+
+def _normalize_object(value: dict[str, Any]) -> dict[str, Any]:
+    """``normalize`` for a JSON object, typed as one."""
     renamed = {}
     for key, item in value.items():
         name = camel(key)
@@ -109,7 +114,7 @@ def parse_client_message(raw: str | bytes) -> dict[str, Any]:
         raise WireError(f"client frame is not JSON: {error}") from error
     if not isinstance(message, dict):
         raise WireError("client frame is not a JSON object")
-    return normalize(message)  # type: ignore[no-any-return]
+    return _normalize_object(message)
 
 
 def decode_bytes(text: str) -> bytes:

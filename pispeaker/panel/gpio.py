@@ -189,7 +189,7 @@ class StatusLeds:
         self, config: PanelConfig, *, frame_s: float = 0.02, clock: Clock = time.monotonic
     ) -> None:
         self.config = config
-        self.looks = looks_for(config)
+        self.looks = looks_for(config.led_pins, config.looks, config.led_pwm)
         self.state = State.IDLE
         self._frame_s = frame_s
         self._clock = clock

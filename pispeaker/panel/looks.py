@@ -12,14 +12,10 @@ shows colours; 1, 2 or 4+ LEDs are all lit alike and tell the states apart by pa
 import difflib
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pispeaker.states import State
-
-if TYPE_CHECKING:
-    from pispeaker.config import PanelConfig
 
 Pattern = Callable[[float], float]
 
@@ -164,24 +160,23 @@ def default_looks(channels: int) -> dict[State, Look]:
     return {state: Look((1.0,) * channels, pattern) for state, pattern in _PLAIN_LOOKS.items()}
 
 
-def channels_of(led_pins: list[int]) -> int:
+def channels_of(led_pins: Sequence[int]) -> int:
     """LED channels for the configured pins: one per pin (an RGB LED's three legs are three
     channels). With no LEDs, looks are checked as for an RGB LED, so they can be written
     before the LEDs are wired."""
     return len(led_pins) or RGB
 
 
-def looks_for(config: "PanelConfig") -> dict[State, Look]:
-    """Every state's look for ``config``: the defaults for its LEDs with ``config.looks``
-    applied (the configuration has validated them already)."""
-    return looks_with(channels_of(config.led_pins), config.looks, config.led_pwm)
-
-
-def looks_with(channels: int, overrides: Mapping[str, str], pwm: bool = True) -> dict[State, Look]:
-    """The default looks with ``overrides`` (state name -> look spec) applied.
+def looks_for(
+    led_pins: Sequence[int], overrides: Mapping[str, str], pwm: bool = True
+) -> dict[State, Look]:
+    """Every state's look on the LEDs at ``led_pins``: the defaults for their channels with
+    ``overrides`` (state name -> look spec) applied. ``pwm`` says whether the LEDs can dim;
+    without it, a look that never reaches ON_LEVEL is refused.
 
     Raises ValueError listing every bad state name and look at once, "; "-separated.
     """
+    channels = channels_of(led_pins)
     looks = default_looks(channels)
     problems: list[str] = []
     for name, spec in overrides.items():

@@ -12,8 +12,9 @@ import contextlib
 import enum
 import logging
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pispeaker.app import (
     build_alsa_ports,
@@ -33,6 +34,10 @@ from pispeaker.service.systemd import Notifier, journal_handler, stderr_is_journ
 from pispeaker.states import State, Status
 
 log = logging.getLogger(__name__)
+
+#: Longest the daemon waits for a task it cancelled to end (its own tasks end at once; this
+#: only bounds a stop that hangs).
+STOP_TIMEOUT_S = 2.0
 
 
 class Request(enum.Enum):
@@ -162,8 +167,7 @@ class Daemon:
                 if upcoming is not None:
                     return upcoming
         finally:
-            for task in watched - {running}:
-                task.cancel()
+            await _stop(watched - {running})  # the controller task is started()'s to stop
 
     async def _next_request(self, watched: set["asyncio.Task[None]"]) -> Request:
         """The next signal's request; raise what ended a watched task, if one ends first."""
@@ -171,7 +175,7 @@ class Daemon:
         try:
             await asyncio.wait({getting, *watched}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            getting.cancel()
+            await _stop([getting])
         if getting.done() and not getting.cancelled():
             return getting.result()
         for task in watched:
@@ -216,6 +220,20 @@ class Daemon:
         if controller is not None and self.narrator.state is State.ERROR:
             error = controller.last_error
         return self.narrator.line(error)
+
+
+async def _stop(tasks: Collection["asyncio.Task[Any]"]) -> None:
+    """Cancel ``tasks`` and wait for them to end, at most STOP_TIMEOUT_S; log any still
+    running then. A cancellation of the caller meanwhile propagates (asyncio.wait raises it)."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return  # asyncio.wait refuses an empty collection
+    _, late = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+    for task in late:
+        log.warning(
+            "task %s still running %g s after it was cancelled", task.get_name(), STOP_TIMEOUT_S
+        )
 
 
 class _StartFailed(Exception):
