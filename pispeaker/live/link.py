@@ -230,8 +230,8 @@ class LiveLink:
 
 async def _first_of(main: Coroutine[Any, Any, bool], helper: Coroutine[Any, Any, None]) -> bool:
     """Run both; return ``main``'s result when it finishes, raise whichever fails first."""
-    main_task = asyncio.ensure_future(main)
-    helper_task = asyncio.ensure_future(helper)
+    main_task = asyncio.create_task(main, name="live-receive")
+    helper_task = asyncio.create_task(helper, name="live-send")
     try:
         await asyncio.wait({main_task, helper_task}, return_when=asyncio.FIRST_COMPLETED)
         if helper_task.done():

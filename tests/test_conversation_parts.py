@@ -1,0 +1,135 @@
+"""The conversation core's parts on their own: the driver, the task owner, speech bursts."""
+
+import asyncio
+
+import pytest
+
+from pispeaker.audio.pcm import INPUT_RATE, silence
+from pispeaker.conversation.core import Change, Conversation, Policy
+from pispeaker.conversation.routing import SpeechBursts
+from pispeaker.conversation.tasks import TaskOwner
+from pispeaker.states import Effect, Event, State
+from tests.conftest import speech
+
+CHUNK_S = 0.02
+
+
+def _chunks(pcm: bytes) -> list[bytes]:
+    size = round(CHUNK_S * INPUT_RATE) * 2
+    return [pcm[offset : offset + size] for offset in range(0, len(pcm), size)]
+
+
+def _crash_list() -> tuple[TaskOwner, list[BaseException]]:
+    crashes: list[BaseException] = []
+    return TaskOwner(crashes.append), crashes
+
+
+# -- the driver ---------------------------------------------------------------------------------
+
+
+async def test_effects_run_before_the_observers_hear_of_the_change() -> None:
+    tasks, _ = _crash_list()
+    conversation = Conversation(Policy(), tasks, asyncio.sleep)
+    order: list[str] = []
+    conversation.handlers = {effect: lambda _, e=effect: order.append(e.value) for effect in Effect}
+    conversation.observers.append(lambda change: order.append(f"told {change.after.state.value}"))
+    conversation.dispatch(Event.BUTTON_PRESS)
+    assert order == ["open session", "earcon start", "told connecting"]
+    await tasks.close()
+
+
+async def test_a_state_timer_ends_with_its_state() -> None:
+    tasks, _ = _crash_list()
+    conversation = Conversation(Policy(), tasks, asyncio.sleep)
+    conversation.handlers = {effect: lambda _: None for effect in Effect}
+    changes: list[Change] = []
+    conversation.observers.append(changes.append)
+    conversation.dispatch(Event.BUTTON_PRESS)
+    conversation.after("soon", 0.01, Event.SESSION_LIMIT)  # would end the conversation
+    conversation.dispatch(Event.SESSION_READY)  # a new state: the timer goes
+    await asyncio.sleep(0.05)
+    assert conversation.status.state is State.LISTENING
+    assert [change.event for change in changes] == [Event.BUTTON_PRESS, Event.SESSION_READY]
+    await tasks.close()
+
+
+# -- the task owner -----------------------------------------------------------------------------
+
+
+async def test_starting_a_name_again_replaces_the_task() -> None:
+    tasks, _ = _crash_list()
+    cancelled = asyncio.Event()
+
+    async def first() -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            cancelled.set()
+
+    tasks.start("timer", first())
+    await asyncio.sleep(0)
+    tasks.start("timer", asyncio.sleep(60))
+    await asyncio.wait_for(cancelled.wait(), 1)
+    await tasks.close()
+
+
+async def test_close_cancels_and_awaits_every_task() -> None:
+    tasks, crashes = _crash_list()
+    finished: list[str] = []
+
+    async def work(name: str) -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            finished.append(name)
+
+    for name in ("a", "b"):
+        tasks.start(name, work(name))
+    await asyncio.sleep(0)
+    await tasks.close()
+    assert sorted(finished) == ["a", "b"]
+    assert crashes == []
+
+
+async def test_a_failing_task_is_reported_as_a_crash() -> None:
+    tasks, crashes = _crash_list()
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    tasks.start("broken", broken())
+    await asyncio.sleep(0.01)
+    assert [str(error) for error in crashes] == ["a bug"]
+    await tasks.close()
+
+
+async def test_close_does_not_swallow_a_cancellation_of_its_caller() -> None:
+    tasks, _ = _crash_list()
+    tasks.start("slow", asyncio.sleep(60))
+    closing = asyncio.create_task(tasks.close())
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+
+
+# -- speech bursts ------------------------------------------------------------------------------
+
+
+def test_a_burst_of_speech_restarts_the_window_a_few_times_not_every_chunk() -> None:
+    bursts = SpeechBursts(quiet_s=0.3, remind_s=1.0)
+    audio = silence(0.5, INPUT_RATE) + speech(2.5) + silence(1.0, INPUT_RATE)
+    moments = [i * CHUNK_S for i, chunk in enumerate(_chunks(audio)) if bursts.feed(chunk)]
+    # It starts at 0.5 s, goes on at 1.5 s and 2.5 s, and ends 0.3 s after it stopped.
+    assert moments == pytest.approx([0.5, 1.5, 2.5, 3.28], abs=0.03)
+
+
+def test_silence_alone_restarts_nothing() -> None:
+    bursts = SpeechBursts()
+    assert not any(bursts.feed(chunk) for chunk in _chunks(silence(3.0, INPUT_RATE)))
+
+
+def test_a_short_pause_does_not_end_the_burst() -> None:
+    bursts = SpeechBursts(quiet_s=0.3, remind_s=10.0)
+    audio = speech(0.5) + silence(0.2, INPUT_RATE) + speech(0.5)
+    assert sum(bursts.feed(chunk) for chunk in _chunks(audio)) == 1  # the start only
+    assert bursts.talking
