@@ -250,6 +250,7 @@ class Controller:
             Effect.START_FOLLOW_UP: lambda _: conversation.after(
                 "follow-up", policy.follow_up_s, Event.FOLLOW_UP_EXPIRED
             ),
+            Effect.HOLD_FOLLOW_UP: lambda _: conversation.stop_timer("follow-up"),
             Effect.START_FLASH: lambda _: conversation.after(
                 "flash", policy.flash_s, Event.FLASH_DONE
             ),

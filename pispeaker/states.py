@@ -37,7 +37,8 @@ class Event(enum.Enum):
     BUTTON_PRESS = "button press"
     BUTTON_HOLD = "button hold"  # the mute toggle
     SESSION_READY = "session ready"  # setupComplete on a new or resumed session
-    USER_SPEECH = "user speech"  # the user is audibly talking (restarts the follow-up window)
+    USER_SPEECH = "user speech"  # the user started talking (the follow-up window waits)
+    USER_SILENCE = "user silence"  # they stopped (the follow-up window starts afresh)
     USER_TURN_ENDED = "user turn ended"  # the server heard the end of the user's turn
     MODEL_AUDIO = "model audio"  # reply audio arrived
     TURN_COMPLETE = "turn complete"  # the model's turn is over (its audio may still play)
@@ -66,6 +67,7 @@ class Effect(enum.Enum):
     AWAIT_PLAYBACK = "await playback"  # REPLY_DONE once the last queued sample has played
     FLUSH_PLAYBACK = "flush playback"  # drop queued and device audio, and the turn's rest
     START_FOLLOW_UP = "start follow-up"  # (re)start the follow-up window timer
+    HOLD_FOLLOW_UP = "hold follow-up"  # stop it: the window counts only silence
     START_FLASH = "start flash"  # start the INTERRUPTED flash timer
     SCHEDULE_RETRY = "schedule retry"  # start the error backoff timer
     EARCON_START = "earcon start"
@@ -220,7 +222,8 @@ _RULES: dict[tuple[State, Event], Rule] = {
     ),
     (State.IDLE, Event.BUTTON_HOLD): _to(State.MUTED),
     (State.IDLE, Event.DEVICE_LOST): _to(State.ERROR),
-    (State.LISTENING, Event.USER_SPEECH): _to(State.LISTENING, Effect.START_FOLLOW_UP),
+    (State.LISTENING, Event.USER_SPEECH): _to(State.LISTENING, Effect.HOLD_FOLLOW_UP),
+    (State.LISTENING, Event.USER_SILENCE): _to(State.LISTENING, Effect.START_FOLLOW_UP),
     (State.LISTENING, Event.USER_TURN_ENDED): _unless_dropping(_to(State.THINKING)),
     (State.LISTENING, Event.MODEL_AUDIO): _unless_dropping(_play),
     (State.LISTENING, Event.REPLY_DONE): _reply_done,

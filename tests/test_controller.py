@@ -168,15 +168,16 @@ async def test_follow_up_window_does_not_end_the_talk_while_the_user_speaks(
     assert rig.controller.record.states.count(State.IDLE) == 1
 
 
-async def test_the_follow_up_window_restarts_per_burst_of_speech_not_per_chunk(
+async def test_the_follow_up_window_waits_once_per_burst_of_speech_not_per_chunk(
     emulator: LiveEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
 ) -> None:
     rig = await rig_factory(emulator, _gap(0.2) + speech(2.5) + _gap(2.0), Policy(follow_up_s=3.0))
     rig.controller.dispatch(Event.BUTTON_PRESS)
     await rig.reach(State.SPEAKING)
-    # 125 chunks of speech: the window started with the session, then restarted when the
-    # user began, each second they went on, and (at most) when they stopped.
-    assert 2 <= rig.controller.record.effects.count(Effect.START_FOLLOW_UP) <= 5
+    # 125 chunks of speech: the window started with the session, waited while the user
+    # talked and (unless their turn had ended first) started again when they stopped.
+    assert rig.controller.record.effects.count(Effect.HOLD_FOLLOW_UP) == 1
+    assert 1 <= rig.controller.record.effects.count(Effect.START_FOLLOW_UP) <= 2
 
 
 async def test_a_mid_session_failure_reconnects_into_the_same_session(

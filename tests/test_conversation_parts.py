@@ -115,21 +115,33 @@ async def test_close_does_not_swallow_a_cancellation_of_its_caller() -> None:
 # -- speech bursts ------------------------------------------------------------------------------
 
 
-def test_a_burst_of_speech_restarts_the_window_a_few_times_not_every_chunk() -> None:
-    bursts = SpeechBursts(quiet_s=0.3, remind_s=1.0)
+def _events(bursts: SpeechBursts, audio: bytes) -> list[tuple[float, Event]]:
+    fed = ((i * CHUNK_S, bursts.feed(chunk)) for i, chunk in enumerate(_chunks(audio)))
+    return [(round(at, 2), event) for at, event in fed if event is not None]
+
+
+def test_a_burst_of_speech_is_one_start_and_one_end_not_an_event_per_chunk() -> None:
     audio = silence(0.5, INPUT_RATE) + speech(2.5) + silence(1.0, INPUT_RATE)
-    moments = [i * CHUNK_S for i, chunk in enumerate(_chunks(audio)) if bursts.feed(chunk)]
-    # It starts at 0.5 s, goes on at 1.5 s and 2.5 s, and ends 0.3 s after it stopped.
-    assert moments == pytest.approx([0.5, 1.5, 2.5, 3.28], abs=0.03)
+    # It starts at 0.5 s and ends 0.3 s after the speech stopped at 3.0 s.
+    assert _events(SpeechBursts(quiet_s=0.3), audio) == [
+        (0.5, Event.USER_SPEECH),
+        (3.28, Event.USER_SILENCE),
+    ]
 
 
-def test_silence_alone_restarts_nothing() -> None:
-    bursts = SpeechBursts()
-    assert not any(bursts.feed(chunk) for chunk in _chunks(silence(3.0, INPUT_RATE)))
+def test_silence_alone_is_no_speech() -> None:
+    assert _events(SpeechBursts(), silence(3.0, INPUT_RATE)) == []
 
 
 def test_a_short_pause_does_not_end_the_burst() -> None:
-    bursts = SpeechBursts(quiet_s=0.3, remind_s=10.0)
+    bursts = SpeechBursts(quiet_s=0.3)
     audio = speech(0.5) + silence(0.2, INPUT_RATE) + speech(0.5)
-    assert sum(bursts.feed(chunk) for chunk in _chunks(audio)) == 1  # the start only
+    assert _events(bursts, audio) == [(0.0, Event.USER_SPEECH)]
     assert bursts.talking
+
+
+def test_after_a_reset_the_next_loud_chunk_starts_a_burst() -> None:
+    bursts = SpeechBursts()
+    bursts.feed(speech(0.02))
+    bursts.reset()
+    assert bursts.feed(speech(0.02)) is Event.USER_SPEECH

@@ -113,6 +113,11 @@ class Conversation:
         replaces a running one of that name)."""
         self.in_state(name, self._after(seconds, event))
 
+    def stop_timer(self, name: str) -> None:
+        """Stop timer ``name`` if it runs."""
+        self._tasks.cancel(name)
+        self._state_timers.discard(name)
+
     def in_state(self, name: str, work: Work) -> None:
         """Run ``work`` as task ``name`` until it ends or the state changes."""
         self._tasks.start(name, work)

@@ -23,44 +23,35 @@ REFERENCE_S = 2.0
 
 
 class SpeechBursts:
-    """Turns microphone levels into the moments the follow-up window starts afresh: when
-    the user starts talking, every ``remind_s`` while they go on (a long question must not
-    outlast the window), and when they stop (``quiet_s`` below the level). Time is the
-    audio's own, so it does not depend on how fast chunks arrive."""
+    """Turns microphone levels into the user starting (USER_SPEECH) and stopping
+    (USER_SILENCE, after ``quiet_s`` below the level) to talk: events once per burst, never
+    per chunk. Time is the audio's own, so it does not depend on how fast chunks arrive."""
 
-    def __init__(
-        self, threshold_dbfs: float = SPEECH_DBFS, quiet_s: float = 0.3, remind_s: float = 1.0
-    ) -> None:
+    def __init__(self, threshold_dbfs: float = SPEECH_DBFS, quiet_s: float = 0.3) -> None:
         self.threshold_dbfs = threshold_dbfs
-        self.quiet_s, self.remind_s = quiet_s, remind_s
+        self.quiet_s = quiet_s
         self.talking = False
-        self._loud_s = self._quiet_s = 0.0  # since the last reminder; since the last loud chunk
+        self._quiet_s = 0.0  # since the last loud chunk
 
-    def feed(self, chunk: bytes) -> bool:
-        """True when this chunk starts, continues (every ``remind_s``) or ends a burst."""
-        seconds = duration_s(chunk, INPUT_RATE)
+    def feed(self, chunk: bytes) -> Event | None:
+        """USER_SPEECH when this chunk starts a burst, USER_SILENCE when it ends one."""
         if rms_dbfs(chunk) > self.threshold_dbfs:
             self._quiet_s = 0.0
-            if not self.talking:
-                self.talking, self._loud_s = True, 0.0
-                return True
-            self._loud_s += seconds
-            return self._reminder_due()
+            if self.talking:
+                return None
+            self.talking = True
+            return Event.USER_SPEECH
         if not self.talking:
-            return False
-        self._quiet_s += seconds
-        self.talking = self._quiet_s < self.quiet_s
-        return not self.talking
+            return None
+        self._quiet_s += duration_s(chunk, INPUT_RATE)
+        if self._quiet_s < self.quiet_s:
+            return None
+        self.talking = False
+        return Event.USER_SILENCE
 
     def reset(self) -> None:
         """Forget the burst in progress."""
         self.talking = False
-
-    def _reminder_due(self) -> bool:
-        if self._loud_s < self.remind_s:
-            return False
-        self._loud_s = 0.0
-        return True
 
 
 class AudioRouter:
@@ -101,8 +92,8 @@ class AudioRouter:
             self._wake.feed(chunk)
         if mode in (Uplink.BUFFER, Uplink.LIVE):
             self._link.send_audio(chunk)
-        if state is State.LISTENING and self._bursts.feed(chunk):
-            self._conversation.dispatch(Event.USER_SPEECH)
+        if state is State.LISTENING and (speech := self._bursts.feed(chunk)):
+            self._conversation.dispatch(speech)
 
     def heard_gap(self) -> None:
         """The microphone was away: what came before does not join what comes next."""
