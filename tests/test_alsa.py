@@ -12,20 +12,13 @@ import pytest
 from pispeaker.app import build_volume
 from pispeaker.audio.alsa import AlsaSink, AlsaSource, Opened, Request, open_device
 from pispeaker.audio.convert import FORMATS
-from pispeaker.audio.pcm import (
-    INPUT_RATE,
-    OUTPUT_RATE,
-    byte_count,
-    dominant_frequency,
-    resample,
-    silence,
-    to_samples,
-    tone,
-)
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, silence, to_samples, tone
 from pispeaker.audio.ports import DeviceLostError
+from pispeaker.audio.resample import resample
 from pispeaker.config import AudioConfig
 from tests.alsa_rig import AlsaRig, PacedReader, PacedWriter, request
 from tests.conftest import speech
+from tests.signals import dominant_frequency
 
 
 @pytest.fixture
