@@ -1,5 +1,6 @@
-"""The speaker: an ALSA playback device fed by a thread of its own, so that a flush silences
-it within one period."""
+"""The speaker: an ALSA playback device fed by a thread of its own, which converts the audio
+for the device and writes it a period at a time, so that a flush silences it within one
+period and the event loop does no conversion."""
 
 import asyncio
 import contextlib
@@ -22,20 +23,19 @@ from pispeaker.audio.alsa.device import (
     open_in_thread,
 )
 from pispeaker.audio.convert import PlaybackConverter, frame_bytes
-from pispeaker.audio.pcm import OUTPUT_RATE, byte_count
+from pispeaker.audio.pcm import OUTPUT_RATE, SAMPLE_WIDTH, byte_count
 from pispeaker.audio.ports import DeviceLostError
 from pispeaker.marks import Mark
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _Piece:
-    """One period or less of reply audio, as given and as the device wants it."""
+@dataclass(frozen=True)
+class _Write:
+    """The audio of one ``write`` call (24 kHz mono s16le) and the call's number."""
 
     pcm: bytes
-    frames: bytes
-    write: int = 0  # the number of the ``write`` call whose audio it starts, else 0
+    number: int
 
 
 class _Signal(enum.Enum):
@@ -54,9 +54,12 @@ class _DrainMark:
 class AlsaSink:
     """A speaker on an ALSA playback device, fed 24 kHz mono s16le.
 
-    Audio is queued and written by a thread a period at a time, so ``flush`` stops sound
-    within one period: it empties the queue and the thread drops what the device holds.
-    ``underruns`` counts times the card ran dry in the middle of audio.
+    Audio is queued as given; a thread converts it and writes it a period at a time, so
+    ``flush`` stops sound within one period: it empties the queue and the thread drops what
+    the device holds. ``tap`` is called on the event loop with each period of the audio as
+    given (at most ``period_ms``, a slice of one ``write``), as that period goes to the
+    device; audio flushed before then is not tapped. ``underruns`` counts times the card ran
+    dry in the middle of audio.
     """
 
     def __init__(self, request: Request, opener: Opener = open_device) -> None:
@@ -64,14 +67,13 @@ class AlsaSink:
         self.tap: Callable[[bytes], None] | None = None
         self.underruns = 0
         self.writes = 0  # ``write`` calls so far
-        #: Marks "playback.written" (the write's number) once the first piece of a ``write``
+        #: Marks "playback.written" (the write's number) once the first period of a ``write``
         #: is in the device, "playback.dropping" and "playback.dropped" before and after a
         #: flush empties the device.
         self.mark: Mark | None = None
         self.opened: Opened | None = None
         self._opener = opener
         self._writer: _Writer | None = None
-        self._converter: PlaybackConverter | None = None
         self._lost = asyncio.Event()
         self._lost_message = ""
 
@@ -83,36 +85,28 @@ class AlsaSink:
         log.info("playing to %r at %s", self.request.device, opened.describe())
         self.opened = opened
         self._lost.clear()
-        self._converter = PlaybackConverter(opened.rate, opened.channels, opened.format_name)
         self._writer = _Writer(self, opened, asyncio.get_running_loop())
         self._writer.start()
 
     def write(self, pcm: bytes) -> None:
+        """Queue ``pcm`` to play after what is queued, and return at once. Raises ValueError
+        for a partial sample (here, not in the thread that converts it)."""
         if self._lost.is_set():
             return  # the device is gone (even if a reopen failed): the controller recovers it
-        if self._writer is None or self._converter is None:
+        if self._writer is None:
             raise DeviceLostError(f"{self.request.subject} is not open")
+        if len(pcm) % SAMPLE_WIDTH:
+            raise ValueError(f"{len(pcm)} bytes of s16le audio is not a whole number of samples")
         self.writes += 1
-        piece_bytes = byte_count(self.request.period_ms / 1000, OUTPUT_RATE)
-        converter = self._converter
-        pieces = [
-            _Piece(piece, converter.convert(piece))
-            for piece in (pcm[i : i + piece_bytes] for i in range(0, len(pcm), piece_bytes))
-        ]
-        if pieces:
-            pieces[0].write = self.writes
-        self._writer.queue(pieces)
+        self._writer.queue(_Write(pcm, self.writes))
 
     def flush(self) -> None:
-        if self._writer is not None and self._converter is not None:
+        if self._writer is not None:
             self._writer.flush()
-            self._converter.reset()
 
     async def drain(self) -> None:
-        if self._writer is not None and self._converter is not None:
-            tail = self._converter.finish()  # what soxr held back (nothing in passthrough)
-            if tail:
-                self._writer.queue([_Piece(b"", tail)])
+        """Return once everything written so far has played, the resampler's tail too."""
+        if self._writer is not None:
             await self._writer.drain()
 
     async def wait_lost(self) -> str:
@@ -133,14 +127,17 @@ class AlsaSink:
 
 
 class _Writer(DeviceThread):
-    """Writes queued pieces to the device; drops the device's buffer on flush."""
+    """Converts queued audio and writes it to the device a period at a time; drops the
+    device's buffer on flush. The converter is the thread's alone."""
 
     def __init__(self, sink: AlsaSink, opened: Opened, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__("alsa-playback", sink.request, opened, loop)
         self.sink = sink
+        self.converter = PlaybackConverter(opened.rate, opened.channels, opened.format_name)
         self.frame = frame_bytes(opened.format_name, opened.channels)
+        self.period_bytes = byte_count(sink.request.period_ms / 1000, OUTPUT_RATE)
         self.buffer_s = sink.request.period_ms * sink.request.periods / 1000
-        self.pending: deque[_Piece | _DrainMark] = deque()
+        self.pending: deque[_Write | _DrainMark] = deque()
         self.wakeup = threading.Condition()
         self.drop_requested = False
         self.stopping = False
@@ -149,9 +146,9 @@ class _Writer(DeviceThread):
 
     # -- called on the event loop
 
-    def queue(self, pieces: list[_Piece]) -> None:
+    def queue(self, write: _Write) -> None:
         with self.wakeup:
-            self.pending.extend(pieces)
+            self.pending.append(write)
             self.wakeup.notify()
 
     def flush(self) -> None:
@@ -162,6 +159,7 @@ class _Writer(DeviceThread):
         _resolve(*marks)  # nothing is left to play
 
     async def drain(self) -> None:
+        """Return once everything queued before has played (at once if the thread ended)."""
         mark = _DrainMark(self.loop.create_future())
         with self.wakeup:
             if self.finished:
@@ -181,13 +179,11 @@ class _Writer(DeviceThread):
     def work(self) -> None:
         while (item := self._next()) is not _Signal.STOP:
             if item is _Signal.DROP:
-                self.playing = False
-                self._mark("playback.dropping", None)
-                self.opened.pcm.drop()
-                self._mark("playback.dropped", None)
+                self._drop()
             elif item is _Signal.IDLE:
                 self._drain()
             elif isinstance(item, _DrainMark):
+                self._write_frames(self.converter.finish())  # what soxr held back
                 self._drain()
                 self.call_soon(_resolve, item.done)
             else:
@@ -204,7 +200,7 @@ class _Writer(DeviceThread):
         with contextlib.suppress(alsaaudio.ALSAAudioError):
             self.opened.pcm.drop()  # close() alone would play the buffer out first
 
-    def _next(self) -> "_Piece | _DrainMark | _Signal":
+    def _next(self) -> "_Write | _DrainMark | _Signal":
         """What to do next. A flush's drop comes first; a buffer's time with nothing to
         play drains the device, so the pause between replies is not counted as an
         underrun. (The lock is never held while ALSA is called: that may block.)"""
@@ -220,14 +216,31 @@ class _Writer(DeviceThread):
                 if not self.wakeup.wait(self.buffer_s) and self.playing:
                     return _Signal.IDLE
 
+    def _drop(self) -> None:
+        self.playing = False
+        self.converter.reset()  # nothing of a flushed reply leaks into the next one
+        self._mark("playback.dropping", None)
+        self.opened.pcm.drop()
+        self._mark("playback.dropped", None)
+
     def _drain(self) -> None:
         self.opened.pcm.drain()
         self.playing = False
 
-    def _play(self, piece: _Piece) -> None:
-        if self.sink.tap is not None and piece.pcm:
-            self.call_soon(self.sink.tap, piece.pcm)
-        frames = piece.frames
+    def _play(self, write: _Write) -> None:
+        """Tap, convert and write ``write`` a period at a time, until a flush."""
+        for start in range(0, len(write.pcm), self.period_bytes):
+            if self.drop_requested:
+                return
+            period = write.pcm[start : start + self.period_bytes]
+            if self.sink.tap is not None:
+                self.call_soon(self.sink.tap, period)
+            self._write_frames(self.converter.convert(period))
+            if start == 0:
+                self._mark("playback.written", write.number)
+
+    def _write_frames(self, frames: bytes) -> None:
+        """Write device ``frames``, again after an underrun, until a flush."""
         self.playing = True
         while frames and not self.drop_requested:
             written = self.opened.pcm.write(frames)
@@ -236,8 +249,6 @@ class _Writer(DeviceThread):
                 self.log_xrun("playback underrun", self.sink.underruns)
                 continue
             frames = frames[max(0, written) * self.frame :]
-        if piece.write:
-            self._mark("playback.written", piece.write)
 
     def _mark(self, point: str, detail: object) -> None:
         if self.sink.mark is not None:
