@@ -56,7 +56,7 @@ class Event(enum.Enum):
 
 
 class Effect(enum.Enum):
-    """Work for the controller. Effects are idempotent: doing one twice does no harm."""
+    """Work for the controller, carried out in order before anyone is told of the change."""
 
     OPEN_SESSION = "open session"  # connect; starts the session-length limit
     CLOSE_SESSION = "close session"  # disconnect; stops the session-length limit

@@ -12,20 +12,13 @@ import pytest
 from pispeaker.app import build_volume
 from pispeaker.audio.alsa import AlsaSink, AlsaSource, Opened, Request, open_device
 from pispeaker.audio.convert import FORMATS
-from pispeaker.audio.pcm import (
-    INPUT_RATE,
-    OUTPUT_RATE,
-    byte_count,
-    dominant_frequency,
-    resample,
-    silence,
-    to_samples,
-    tone,
-)
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, silence, to_samples, tone
 from pispeaker.audio.ports import DeviceLostError
+from pispeaker.audio.resample import resample
 from pispeaker.config import AudioConfig
 from tests.alsa_rig import AlsaRig, PacedReader, PacedWriter, request
 from tests.conftest import speech
+from tests.signals import dominant_frequency
 
 
 @pytest.fixture
@@ -177,6 +170,26 @@ async def test_playback_at_24k_mono_is_byte_exact(rig: AlsaRig, tmp_path: Path) 
     assert (tmp_path / "out.raw").read_bytes() == reply
     assert bytes(tapped) == reply
     assert sink.underruns == 0
+
+
+async def test_tap_gets_each_period_of_each_write_as_given(rig: AlsaRig, tmp_path: Path) -> None:
+    reply = tone(440, 0.05, OUTPUT_RATE)  # periods of 20, 20 and 10 ms
+    device = rig.playback("usbspk", tmp_path / "out.raw")
+    sink = AlsaSink(request(device, 48_000))  # the tap hears the audio before conversion
+    tapped: list[bytes] = []
+    sink.tap = tapped.append
+    await play(sink, reply, piece_ms=50)
+    period = byte_count(0.02, OUTPUT_RATE)
+    assert tapped == [reply[:period], reply[period : 2 * period], reply[2 * period :]]
+
+
+async def test_write_refuses_a_partial_sample(rig: AlsaRig, tmp_path: Path) -> None:
+    sink = AlsaSink(request(rig.playback("testspk", tmp_path / "out.raw"), OUTPUT_RATE))
+    await sink.start()
+    with pytest.raises(ValueError, match="not a whole number of samples"):
+        sink.write(bytes(3))
+    await sink.stop()
+    assert sink.writes == 0
 
 
 @pytest.mark.parametrize(("format_name", "channels"), [("S16_LE", 2), ("S32_LE", 1)])

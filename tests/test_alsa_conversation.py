@@ -12,7 +12,8 @@ import pytest
 
 from pispeaker.app import build_controller, started
 from pispeaker.audio.alsa import AlsaSink, AlsaSource
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, resample, silence
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, silence
+from pispeaker.audio.resample import resample
 from pispeaker.config import Config
 from pispeaker.controller import Controller
 from pispeaker.emulator import LiveEmulator, Reply

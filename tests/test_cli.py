@@ -8,7 +8,8 @@ import tomllib
 import wave
 from pathlib import Path
 
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, resample
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE
+from pispeaker.audio.resample import resample
 from pispeaker.config import Config
 from pispeaker.demo import spoken_like_utterance
 

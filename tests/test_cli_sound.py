@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from pispeaker.audio import alsa
-from pispeaker.audio.pcm import OUTPUT_RATE, dominant_frequency, rms_dbfs, silence, tone
+from pispeaker.audio.pcm import OUTPUT_RATE, rms_dbfs, silence, tone
 from pispeaker.soundcheck import chime, meter, suggested_config
 from tests.alsa_rig import AlsaRig, PacedWriter
+from tests.signals import dominant_frequency
 from tests.test_cli import pispeaker
 
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from pispeaker.audio.memory import MemorySink, MemorySource
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, dominant_frequency, resample, silence
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, silence
+from pispeaker.audio.resample import resample
 from pispeaker.config import LiveConfig
 from pispeaker.controller import Controller, Policy
 from pispeaker.emulator import Fault, LiveEmulator, Reply, ScheduledFault, ToolCall
@@ -15,6 +16,7 @@ from pispeaker.live.link import LiveLink
 from pispeaker.states import Effect, Event, State, Status
 from pispeaker.tools import Tool, ToolBox
 from tests.conftest import RecordingBackoff, Rig, StartEmulator, speech
+from tests.signals import dominant_frequency
 
 
 def _gap(seconds: float) -> bytes:

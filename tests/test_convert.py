@@ -1,5 +1,5 @@
 """Tests for pispeaker.audio.convert (sample formats, capture/playback converters, Rechunker)
-and pcm.StreamResampler."""
+and resample.StreamResampler."""
 
 import math
 
@@ -14,17 +14,9 @@ from pispeaker.audio.convert import (
     Rechunker,
     frame_bytes,
 )
-from pispeaker.audio.pcm import (
-    INPUT_RATE,
-    OUTPUT_RATE,
-    Floats,
-    StreamResampler,
-    dominant_frequency,
-    rms_dbfs,
-    silence,
-    to_samples,
-    tone,
-)
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, Floats, rms_dbfs, silence, to_samples, tone
+from pispeaker.audio.resample import StreamResampler
+from tests.signals import dominant_frequency
 
 #: Quantisation step of each format in float units (0: stored as float32 itself).
 STEPS: dict[str, float] = {

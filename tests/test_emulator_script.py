@@ -3,6 +3,7 @@
 import pytest
 
 from pispeaker.audio import pcm
+from pispeaker.audio.resample import resample
 from pispeaker.emulator.script import (
     CHUNK_S,
     FIRST_CHUNK_S,
@@ -14,6 +15,7 @@ from pispeaker.emulator.script import (
     split_chunks,
     split_words,
 )
+from tests.signals import dominant_frequency
 
 FIRST = 9_600  # 200 ms at 24 kHz s16le
 NEXT = 11_520  # 240 ms at 24 kHz s16le
@@ -121,9 +123,9 @@ def test_split_words_fewer_words_than_parts() -> None:
 def test_render_parrot_is_the_user_audio_at_24k() -> None:
     said = pcm.tone(700, 0.5, pcm.INPUT_RATE)
     out = render_audio(Reply(), UserTurn(audio=said))
-    assert out == pcm.resample(said, pcm.INPUT_RATE, pcm.OUTPUT_RATE)
+    assert out == resample(said, pcm.INPUT_RATE, pcm.OUTPUT_RATE)
     assert pcm.duration_s(out, pcm.OUTPUT_RATE) == pytest.approx(0.5, abs=1e-3)
-    assert pcm.dominant_frequency(out, pcm.OUTPUT_RATE) == pytest.approx(700, abs=4)
+    assert dominant_frequency(out, pcm.OUTPUT_RATE) == pytest.approx(700, abs=4)
 
 
 def test_render_parrot_ignores_seconds_and_frequency() -> None:
@@ -137,7 +139,7 @@ def test_render_parrot_for_a_text_turn_falls_back_to_a_tone() -> None:
     out = render_audio(reply, UserTurn(text="what time is it"))
     assert len(out) == pcm.byte_count(0.5, pcm.OUTPUT_RATE)
     assert pcm.rms_dbfs(out) > -20
-    assert pcm.dominant_frequency(out, pcm.OUTPUT_RATE) == pytest.approx(880, abs=4)
+    assert dominant_frequency(out, pcm.OUTPUT_RATE) == pytest.approx(880, abs=4)
     assert out == pcm.tone(880.0, 0.5, pcm.OUTPUT_RATE)
 
 
@@ -146,7 +148,7 @@ def test_render_tone(seconds: float) -> None:
     reply = Reply(audio="tone", seconds=seconds, frequency_hz=300.0)
     out = render_audio(reply, UserTurn(audio=pcm.tone(1_000, 0.2, pcm.INPUT_RATE)))
     assert len(out) == pcm.byte_count(seconds, pcm.OUTPUT_RATE)
-    assert pcm.dominant_frequency(out, pcm.OUTPUT_RATE) == pytest.approx(300, abs=1 / seconds + 2)
+    assert dominant_frequency(out, pcm.OUTPUT_RATE) == pytest.approx(300, abs=1 / seconds + 2)
 
 
 @pytest.mark.parametrize("seconds", [0.1, 1.5])

@@ -2,7 +2,8 @@
 
 import asyncio
 
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, resample
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count
+from pispeaker.audio.resample import resample
 from pispeaker.config import LiveConfig
 from pispeaker.emulator import Fault, LiveEmulator, Reply, ScheduledFault, ToolCall
 from pispeaker.live.link import LiveLink

@@ -1,4 +1,5 @@
-"""Tests for pispeaker.audio.pcm: conversions, levels, test tones and resampling."""
+"""Tests for pispeaker.audio.pcm (conversions, levels, test tones), pispeaker.audio.resample
+and the test helper signals.dominant_frequency."""
 
 import math
 
@@ -6,6 +7,8 @@ import numpy as np
 import pytest
 
 from pispeaker.audio import pcm
+from pispeaker.audio.resample import resample
+from tests.signals import dominant_frequency
 
 
 def test_to_samples_reads_signed_little_endian() -> None:
@@ -69,7 +72,7 @@ def test_tone_length_peak_and_frequency() -> None:
     samples = pcm.to_samples(clip)
     assert len(clip) == pcm.byte_count(0.5, 16_000)
     assert int(np.max(np.abs(samples.astype(np.int32)))) == pytest.approx(0.25 * 32767, abs=2)
-    assert pcm.dominant_frequency(clip, 16_000) == pytest.approx(440, abs=3)
+    assert dominant_frequency(clip, 16_000) == pytest.approx(440, abs=3)
 
 
 def test_tone_starts_at_zero_phase() -> None:
@@ -79,34 +82,34 @@ def test_tone_starts_at_zero_phase() -> None:
 @pytest.mark.parametrize("frequency", [300.0, 1_000.0, 3_000.0])
 def test_resample_16k_to_24k_keeps_duration_and_frequency(frequency: float) -> None:
     clip = pcm.tone(frequency, 0.5, 16_000)
-    out = pcm.resample(clip, 16_000, 24_000)
+    out = resample(clip, 16_000, 24_000)
     n_in, n_out = len(clip) // 2, len(out) // 2
     assert len(out) % 2 == 0
     assert abs(n_out - n_in * 24_000 / 16_000) <= 1
     assert pcm.duration_s(out, 24_000) == pytest.approx(pcm.duration_s(clip, 16_000), abs=1e-4)
-    assert pcm.dominant_frequency(out, 24_000) == pytest.approx(frequency, abs=4)
+    assert dominant_frequency(out, 24_000) == pytest.approx(frequency, abs=4)
     # The output is still int16 PCM at the same level (not a float array cast to int).
     assert pcm.rms_dbfs(out) == pytest.approx(pcm.rms_dbfs(clip), abs=0.2)
 
 
 def test_resample_24k_to_16k_keeps_frequency() -> None:
     clip = pcm.tone(700, 0.5, 24_000)
-    out = pcm.resample(clip, 24_000, 16_000)
+    out = resample(clip, 24_000, 16_000)
     assert abs(len(out) // 2 - len(clip) // 2 * 2 / 3) <= 1
-    assert pcm.dominant_frequency(out, 16_000) == pytest.approx(700, abs=4)
+    assert dominant_frequency(out, 16_000) == pytest.approx(700, abs=4)
 
 
 def test_resample_identity_when_rates_equal() -> None:
     clip = pcm.tone(440, 0.1, 16_000)
-    assert pcm.resample(clip, 16_000, 16_000) == clip
+    assert resample(clip, 16_000, 16_000) == clip
 
 
 def test_resample_of_empty_audio_is_empty() -> None:
-    assert pcm.resample(b"", 16_000, 24_000) == b""
+    assert resample(b"", 16_000, 24_000) == b""
 
 
 def test_dominant_frequency_picks_the_stronger_tone() -> None:
     strong = pcm.to_samples(pcm.tone(600, 0.5, 16_000, amplitude=0.3)).astype(np.int32)
     weak = pcm.to_samples(pcm.tone(1_500, 0.5, 16_000, amplitude=0.1)).astype(np.int32)
     mixed = (strong + weak).astype("<i2").tobytes()
-    assert pcm.dominant_frequency(mixed, 16_000) == pytest.approx(600, abs=3)
+    assert dominant_frequency(mixed, 16_000) == pytest.approx(600, abs=3)

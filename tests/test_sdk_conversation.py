@@ -6,7 +6,8 @@ import time
 import pytest
 from google.genai import errors, types
 
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, dominant_frequency, resample, silence
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, silence
+from pispeaker.audio.resample import resample
 from pispeaker.emulator import LiveEmulator, Reply, ToolCall
 from pispeaker.emulator.script import CHUNK_S, FIRST_CHUNK_S
 from tests.conftest import (
@@ -20,6 +21,7 @@ from tests.conftest import (
     send_audio,
     speech,
 )
+from tests.signals import dominant_frequency
 
 TRANSCRIBED = {
     "input_audio_transcription": types.AudioTranscriptionConfig(),

@@ -8,7 +8,8 @@ import websockets
 from google.genai import errors, types
 from websockets.asyncio.client import connect as ws_connect
 
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, resample
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE
+from pispeaker.audio.resample import resample
 from pispeaker.emulator import LiveEmulator, client_context
 from pispeaker.emulator.wire import MAX_REASON_BYTES
 from tests.conftest import (

@@ -3,7 +3,7 @@
 A card may capture at 44.1 or 48 kHz, in stereo or with a microphone array's many channels,
 in 16, 24 or 32-bit samples; pispeaker wants 16 kHz mono s16le in. A card may refuse 24 kHz
 mono; pispeaker's replies are 24 kHz mono s16le. Everything in between happens here, on
-float32 samples in -1..1, with soxr resampling streams (pcm.StreamResampler).
+float32 samples in -1..1, with soxr resampling streams (resample.StreamResampler).
 """
 
 from collections.abc import Callable
@@ -11,14 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pispeaker.audio.pcm import (
-    INPUT_RATE,
-    OUTPUT_RATE,
-    SAMPLE_WIDTH,
-    Floats,
-    StreamResampler,
-    to_samples,
-)
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, SAMPLE_WIDTH, Floats, to_samples
+from pispeaker.audio.resample import StreamResampler
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 the real ALSA adapter."""
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, SAMPLE_WIDTH, byte_count, duration_s
@@ -111,10 +110,13 @@ class MemorySink:
 
     async def stop(self) -> None:
         if self._player is not None:
-            self._player.cancel()
-            with contextlib.suppress(asyncio.CancelledError):  # only the cancel we asked for
-                await self._player
-            self._player = None
+            player, self._player = self._player, None
+            player.cancel()
+            # wait, unlike awaiting the task, neither raises the cancel asked for here nor
+            # swallows one of this task
+            await asyncio.wait([player])
+            if not player.cancelled():
+                player.result()  # it failed before the cancel: raise what it failed with
         self._idle.set()
 
     async def _play_forever(self) -> None:

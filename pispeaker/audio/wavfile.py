@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pispeaker.audio.pcm import SAMPLE_WIDTH, resample, to_samples
+from pispeaker.audio.pcm import SAMPLE_WIDTH, to_samples
+from pispeaker.audio.resample import resample
 from pispeaker.errors import PispeakerError
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pispeaker.audio.pcm import INPUT_RATE, SAMPLE_WIDTH, byte_count, resample
+from pispeaker.audio.pcm import INPUT_RATE, SAMPLE_WIDTH, byte_count
+from pispeaker.audio.resample import resample
 from pispeaker.errors import PispeakerError
 
 #: The capture and playback PCM names the bench defines.

@@ -20,7 +20,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, duration_s, resample
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, duration_s
+from pispeaker.audio.resample import resample
 from pispeaker.emulator import wire
 from pispeaker.emulator.options import EmulatorOptions, Fault, ScheduledFault
 from pispeaker.emulator.script import (

@@ -11,7 +11,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, resample, silence, tone
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, silence, tone
+from pispeaker.audio.resample import resample
 
 #: Reply audio chunk sizes of the real service: 200 ms first, then 240 ms.
 FIRST_CHUNK_S = 0.200

@@ -1,0 +1,149 @@
+"""The microphone: an ALSA capture device read by a thread of its own, delivered to the event
+loop as 16 kHz mono s16le chunks."""
+
+import asyncio
+import logging
+import threading
+
+import alsaaudio
+
+from pispeaker.audio.alsa.device import (
+    XRUN,
+    DeviceThread,
+    Opened,
+    Opener,
+    Request,
+    open_device,
+    open_in_thread,
+)
+from pispeaker.audio.convert import CaptureConverter, Rechunker
+from pispeaker.audio.pcm import INPUT_RATE, byte_count
+from pispeaker.audio.ports import DeviceLostError
+
+log = logging.getLogger(__name__)
+
+#: Capture delivering nothing for this long counts as a lost device.
+STALL_S = 2.0
+#: Captured audio held for a slow event loop before the oldest is dropped (counted).
+CAPTURE_BACKLOG_S = 2.0
+#: The capture rate asked for when the config says 0: what nearly every USB microphone runs
+#: at natively, so that soxr, not plughw's linear converter (which does not filter before
+#: decimating, so noise above 8 kHz would alias into the speech band), makes the 16 kHz.
+NATIVE_CAPTURE_RATE = 48_000
+
+
+class AlsaSource:
+    """A microphone on an ALSA capture device, as 16 kHz mono s16le chunks of ``chunk_ms``.
+
+    ``overruns`` counts audio the card lost because reading fell behind; ``dropped`` counts
+    chunks thrown away because the event loop fell behind by more than CAPTURE_BACKLOG_S.
+    """
+
+    def __init__(
+        self,
+        request: Request,
+        chunk_ms: int = 20,
+        channel: int = 0,
+        stall_s: float = STALL_S,
+        opener: Opener = open_device,
+    ) -> None:
+        self.request = request
+        self.chunk_bytes = byte_count(chunk_ms / 1000, INPUT_RATE)
+        self.channel = channel
+        self.stall_s = stall_s
+        self.overruns = 0
+        self.dropped = 0
+        self.opened: Opened | None = None
+        self._opener = opener
+        self._chunks: asyncio.Queue[bytes | DeviceLostError] | None = None
+        self._reader: _Reader | None = None
+
+    async def start(self) -> None:
+        await self.stop()
+        opened = await open_in_thread(
+            self._opener, alsaaudio.PCM_CAPTURE, self.request, NATIVE_CAPTURE_RATE
+        )
+        if self.channel > opened.channels:
+            opened.pcm.close()
+            raise DeviceLostError(
+                f"audio.capture_channel is {self.channel} but {self.request.device!r} has "
+                f"{opened.channels} channels"
+            )
+        log.info("capturing from %r at %s", self.request.device, opened.describe())
+        backlog = max(1, byte_count(CAPTURE_BACKLOG_S, INPUT_RATE) // self.chunk_bytes)
+        self._chunks = asyncio.Queue(maxsize=backlog)
+        self.opened = opened
+        self._reader = _Reader(self, opened, self._chunks, asyncio.get_running_loop())
+        self._reader.start()
+
+    async def read(self) -> bytes:
+        if self._chunks is None:
+            raise DeviceLostError(f"{self.request.subject} is not open")
+        try:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns a chunk that was
+            # ready instead of raising a cancel that arrived at the same time.
+            async with asyncio.timeout(self.stall_s):
+                chunk = await self._chunks.get()
+        except TimeoutError:
+            raise DeviceLostError(
+                f"{self.request.subject} delivered no audio for {self.stall_s:g} s "
+                f"(unplugged or hung?)"
+            ) from None
+        if isinstance(chunk, DeviceLostError):
+            self._chunks = None
+            raise chunk
+        return chunk
+
+    async def stop(self) -> None:
+        self._chunks = None
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            await reader.stop()
+
+
+class _Reader(DeviceThread):
+    """Reads periods, converts them and queues exact chunks on the event loop."""
+
+    def __init__(
+        self,
+        source: AlsaSource,
+        opened: Opened,
+        chunks: "asyncio.Queue[bytes | DeviceLostError]",
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        super().__init__("alsa-capture", source.request, opened, loop)
+        self.source, self.chunks = source, chunks
+        self.stopping = threading.Event()
+        self.converter = CaptureConverter(
+            opened.rate, opened.channels, opened.format_name, source.channel
+        )
+        self.rechunker = Rechunker(source.chunk_bytes)
+
+    def work(self) -> None:
+        while not self.stopping.is_set():
+            frames, data = self.opened.pcm.read()
+            if frames == XRUN:
+                self.source.overruns += 1
+                self.log_xrun("capture overrun", self.source.overruns)
+                continue
+            if self.stopping.is_set():
+                return  # a read that ended after stop() may hold anything
+            for chunk in self.rechunker.push(self.converter.convert(data)):
+                self.call_soon(self._put, chunk)
+
+    def failed(self, message: str) -> None:
+        self.call_soon(self._put, DeviceLostError(message))
+
+    def _put(self, item: "bytes | DeviceLostError") -> None:
+        if self.stopping.is_set():
+            return
+        if self.chunks.full():
+            self.chunks.get_nowait()
+            self.source.dropped += 1
+        self.chunks.put_nowait(item)
+
+    async def stop(self) -> None:
+        """Ask the thread to end and give it one period; a read stuck on a hung device is
+        abandoned (the thread closes its PCM whenever that read returns)."""
+        self.stopping.set()
+        await asyncio.to_thread(self.join, 0.5)

@@ -1,0 +1,56 @@
+"""Resampling with soxr: the only importer of soxr.
+
+``resample`` converts a whole clip of s16le mono PCM; ``StreamResampler`` converts a stream
+of float32 samples piece by piece, for the sound-card converters (convert.py).
+"""
+
+import numpy as np
+import soxr
+
+from pispeaker.audio.pcm import Floats, to_samples
+
+
+def resample(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
+    """Resample a whole clip with soxr's high-quality filter (not for streaming)."""
+    if from_rate == to_rate or not pcm:
+        return pcm
+    out = soxr.resample(to_samples(pcm), from_rate, to_rate, quality="HQ")
+    return bytes(np.asarray(out, dtype="<i2").tobytes())
+
+
+class StreamResampler:
+    """Resamples a stream of float32 mono samples piece by piece (soxr keeps the filter
+    state between pieces, so there are no clicks at piece boundaries).
+
+    Output pieces vary in length around ``len(piece) * out_rate / in_rate``.
+    """
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        self.in_rate, self.out_rate = in_rate, out_rate
+        self._stream = self._new_stream()
+
+    def process(self, samples: Floats) -> Floats:
+        """The resampled samples that ``samples`` completes (soxr holds back a few)."""
+        if self._stream is None:
+            return samples
+        return np.asarray(self._stream.resample_chunk(samples), dtype=np.float32)
+
+    def finish(self) -> Floats:
+        """The samples held back, at the end of a stream; then start afresh."""
+        if self._stream is None:
+            return np.zeros(0, dtype=np.float32)
+        tail = np.asarray(
+            self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True),
+            dtype=np.float32,
+        )
+        self.reset()
+        return tail
+
+    def reset(self) -> None:
+        """Forget the samples held back, e.g. after playback was flushed."""
+        self._stream = self._new_stream()
+
+    def _new_stream(self) -> "soxr.ResampleStream | None":  # None: nothing to resample
+        if self.in_rate == self.out_rate:
+            return None
+        return soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32", quality="HQ")
