@@ -11,6 +11,7 @@ from pispeaker.live.port import (
     Interrupted,
     Kind,
     Lost,
+    Message,
     ModelAudio,
     Ready,
     ToolRequest,
@@ -144,3 +145,19 @@ async def test_server_interruption_is_reported(start_emulator: StartEmulator) ->
     link.send_audio(padded(speech(0.3)))
     await recorder.wait_for(Interrupted)
     await link.close()
+
+
+def test_reply_audio_reaches_the_speaker_in_whole_samples() -> None:
+    # The server's chunks need not end on a sample; a write of half a sample would fail.
+    recorder = Recorder()
+    link = LiveLink(LiveConfig(), "unused-key", recorder)
+    for audio in [(b"\x01\x02\x03",), (b"\x04", b"\x05\x06\x07")]:
+        link._dispatch(Message(audio=audio))
+    link._dispatch(Message(turn_complete=True))
+    link._dispatch(Message(audio=(b"\x08\x09",)))  # the next turn starts on a sample
+    assert [e.pcm for e in recorder.events if isinstance(e, ModelAudio)] == [
+        b"\x01\x02",
+        b"\x03\x04",
+        b"\x05\x06",
+        b"\x08\x09",
+    ]

@@ -71,6 +71,7 @@ class LiveLink:
         self._deadline: asyncio.Timeout | None = None
         self._in_turn = False
         self._handover_now = False
+        self._odd = b""  # a reply chunk's last byte, when it split a sample
         self.handle: str | None = None
         self.sent_bytes = 0
         self.dropped_bytes = 0
@@ -205,17 +206,27 @@ class LiveLink:
         for pcm in message.audio:
             if self.mark:
                 self.mark("downlink.audio", pcm)
-            self._report(ModelAudio(pcm))
+            if whole := self._whole_samples(pcm):
+                self._report(ModelAudio(whole))
         for transcript in message.transcripts:
             self._report(transcript)
         if message.turn_complete:
             self._report(TurnComplete())
+
+    def _whole_samples(self, pcm: bytes) -> bytes:
+        """``pcm`` in whole 16-bit samples: a byte that splits one waits for the next chunk
+        (the server's chunks need not end on a sample; the speaker's writes must)."""
+        pcm, self._odd = self._odd + pcm, b""
+        if len(pcm) % 2:
+            pcm, self._odd = pcm[:-1], pcm[-1:]
+        return pcm
 
     def _track_turn(self, message: Message) -> None:
         if message.model_turn:
             self._in_turn = True
         if message.turn_complete or message.interrupted:
             self._in_turn = False
+            self._odd = b""  # half a sample at the end of a turn is no sound at all
             self._handover_now = self._deadline is not None and self._deadline.when() is not None
 
     def _plan_handover(self, seconds: float) -> None:
