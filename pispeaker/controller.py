@@ -88,7 +88,12 @@ class Controller:
             self.conversation, self._tasks, self.link, sink, self.volume, self.wake
         )
         self.devices = DeviceSupervisor(
-            self.conversation, source, sink, self.router.hear, self.router.heard_gap, sleep
+            self.conversation,
+            source,
+            sink,
+            lambda: self.router.pump(source),
+            self.router.heard_gap,
+            sleep,
         )
         self.conversation.handlers = self._handlers()
         self.conversation.observers += [self.router.on_change, self._tell_state]
@@ -115,7 +120,7 @@ class Controller:
     @property
     def chunks_heard(self) -> int:
         """Microphone chunks read: capture is alive while this grows."""
-        return self.devices.chunks_heard
+        return self.router.chunks_heard
 
     @property
     def lost_ports(self) -> frozenset[str]:

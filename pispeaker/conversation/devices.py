@@ -1,6 +1,6 @@
 """The device supervisor: keeps the microphone and the speaker open.
 
-It opens both ports, pumps the microphone's chunks to the router, and when a port is lost
+It opens both ports, runs the router's capture pump, and when a port is lost
 (unplugged, hung, missing at boot) shows ERROR and reopens it with backoff (never a busy
 loop) until it is back; IDLE again once no port is missing.
 """
@@ -23,27 +23,26 @@ MICROPHONE, SPEAKER = "microphone", "speaker"
 
 
 class DeviceSupervisor:
-    """Runs the capture pump and the speaker watch; ``hear`` gets every microphone chunk,
-    ``heard_gap`` is told when the microphone comes back after a gap."""
+    """Runs the capture pump (``pump``, which reads the microphone until it fails) and the
+    speaker watch; ``heard_gap`` is told when the microphone comes back after a gap."""
 
     def __init__(
         self,
         conversation: Conversation,
         source: AudioSource,
         sink: AudioSink,
-        hear: Callable[[bytes], None],
+        pump: Callable[[], Awaitable[None]],
         heard_gap: Callable[[], None],
         sleep: Sleep,
     ) -> None:
         self._conversation = conversation
         self._source, self._sink = source, sink
-        self._hear, self._heard_gap = hear, heard_gap
+        self._pump, self._heard_gap = pump, heard_gap
         self._sleep = sleep
         self._missing: dict[str, str] = {}  # ports that failed to open, and why
         self._lost: set[str] = set()
         self._backoffs: dict[str, Backoff] = {}
         self._back_at: dict[str, float] = {}  # loop time each port last came back
-        self.chunks_heard = 0  # microphone chunks read: capture is alive while this grows
 
     @property
     def lost_ports(self) -> frozenset[str]:
@@ -75,12 +74,6 @@ class DeviceSupervisor:
                 await self._pump()
             except DeviceLostError as error:
                 lost = str(error)
-
-    async def _pump(self) -> None:
-        while True:
-            chunk = await self._source.read()
-            self.chunks_heard += 1
-            self._hear(chunk)
 
     async def _watch_speaker_forever(self) -> None:
         lost = self._missing.pop(SPEAKER, None)

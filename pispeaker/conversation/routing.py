@@ -7,7 +7,7 @@ what was played is kept as the echo canceller's reference.
 """
 
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, duration_s, rms_dbfs, tone
-from pispeaker.audio.ports import AudioSink, PrerollRing
+from pispeaker.audio.ports import AudioSink, AudioSource, PrerollRing
 from pispeaker.audio.volume import Volume
 from pispeaker.conversation.core import Change, Conversation
 from pispeaker.conversation.tasks import TaskOwner
@@ -78,8 +78,16 @@ class AudioRouter:
         self.preroll = PrerollRing(conversation.policy.preroll_s)
         self.reference = PrerollRing(REFERENCE_S, OUTPUT_RATE)
         sink.tap = self.reference.append  # what was played: the echo canceller's reference
+        self.chunks_heard = 0  # microphone chunks read: capture is alive while this grows
 
     # -- capture ---------------------------------------------------------------------------
+
+    async def pump(self, source: AudioSource) -> None:
+        """Route every chunk ``source`` delivers, until it fails (DeviceLostError)."""
+        while True:
+            chunk = await source.read()
+            self.chunks_heard += 1
+            self.hear(chunk)
 
     def hear(self, chunk: bytes) -> None:
         """Route one microphone chunk by the current state."""
