@@ -1,4 +1,5 @@
-"""The conversation core's parts on their own: the driver, the task owner, speech bursts."""
+"""The conversation core's parts on their own: the driver, the task owner, speech bursts,
+the tool runner."""
 
 import asyncio
 
@@ -8,7 +9,10 @@ from pispeaker.audio.pcm import INPUT_RATE, silence
 from pispeaker.conversation.core import Change, Conversation, Policy
 from pispeaker.conversation.routing import SpeechBursts
 from pispeaker.conversation.tasks import TaskOwner
+from pispeaker.conversation.toolrunner import ToolRunner
+from pispeaker.live.port import ToolRequest
 from pispeaker.states import Effect, Event, State
+from pispeaker.tools import Tool, ToolBox
 from tests.conftest import speech
 
 CHUNK_S = 0.02
@@ -145,3 +149,67 @@ def test_after_a_reset_the_next_loud_chunk_starts_a_burst() -> None:
     bursts.feed(speech(0.02))
     bursts.reset()
     assert bursts.feed(speech(0.02)) is Event.USER_SPEECH
+
+
+# -- the tool runner ----------------------------------------------------------------------------
+
+
+class _Answers:
+    """Stands in for the link's one tool method: keeps every answer."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[str, dict[str, object]]] = []
+        self.arrived = asyncio.Event()
+
+    async def respond(self, request: ToolRequest, response: dict[str, object]) -> None:
+        self.answers.append((request.id, response))
+        self.arrived.set()
+
+
+def _slow_box(started: asyncio.Event, cancelled: asyncio.Event) -> ToolBox:
+    async def slow(_args: dict[str, object]) -> str:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            cancelled.set()
+        return "never"
+
+    async def quick(args: dict[str, object]) -> str:
+        return f"done {args['n']}"
+
+    return ToolBox(
+        [
+            Tool("slow", "x", {"type": "object"}, slow),
+            Tool("quick", "x", {"type": "object"}, quick),
+        ]
+    )
+
+
+async def test_the_tool_runner_answers_each_call_and_cancels_a_withdrawn_one() -> None:
+    tasks, crashes = _crash_list()
+    started, cancelled, link = asyncio.Event(), asyncio.Event(), _Answers()
+    runner = ToolRunner(_slow_box(started, cancelled), link, tasks)  # type: ignore[arg-type]
+    runner.start(ToolRequest("1", "slow"))
+    runner.start(ToolRequest("2", "quick", {"n": 2}))
+    await asyncio.wait_for(link.arrived.wait(), 1)
+    await asyncio.wait_for(started.wait(), 1)
+    runner.cancel(("1",))
+    await asyncio.wait_for(cancelled.wait(), 1)
+    await tasks.close()
+    assert link.answers == [("2", {"output": "done 2"})]  # the withdrawn call is not answered
+    assert crashes == []
+
+
+async def test_the_tool_runner_cancels_every_call_when_the_session_ends() -> None:
+    tasks, _ = _crash_list()
+    started, cancelled, link = asyncio.Event(), asyncio.Event(), _Answers()
+    runner = ToolRunner(_slow_box(started, cancelled), link, tasks)  # type: ignore[arg-type]
+    runner.start(ToolRequest("1", "slow"))
+    await asyncio.wait_for(started.wait(), 1)
+    runner.cancel_all()
+    await asyncio.wait_for(cancelled.wait(), 1)
+    runner.start(ToolRequest("2", "quick", {"n": 3}))  # a new call still runs
+    await asyncio.wait_for(link.arrived.wait(), 1)
+    await tasks.close()
+    assert link.answers == [("2", {"output": "done 3"})]
