@@ -189,7 +189,7 @@ def _slow_box(started: asyncio.Event, cancelled: asyncio.Event) -> ToolBox:
 async def test_the_tool_runner_answers_each_call_and_cancels_a_withdrawn_one() -> None:
     tasks, crashes = _crash_list()
     started, cancelled, link = asyncio.Event(), asyncio.Event(), _Answers()
-    runner = ToolRunner(_slow_box(started, cancelled), link, tasks)  # type: ignore[arg-type]
+    runner = ToolRunner(_slow_box(started, cancelled), link, tasks)  # type: ignore[arg-type]  # only respond() is used
     runner.start(ToolRequest("1", "slow"))
     runner.start(ToolRequest("2", "quick", {"n": 2}))
     await asyncio.wait_for(link.arrived.wait(), 1)
@@ -204,7 +204,7 @@ async def test_the_tool_runner_answers_each_call_and_cancels_a_withdrawn_one() -
 async def test_the_tool_runner_cancels_every_call_when_the_session_ends() -> None:
     tasks, _ = _crash_list()
     started, cancelled, link = asyncio.Event(), asyncio.Event(), _Answers()
-    runner = ToolRunner(_slow_box(started, cancelled), link, tasks)  # type: ignore[arg-type]
+    runner = ToolRunner(_slow_box(started, cancelled), link, tasks)  # type: ignore[arg-type]  # only respond() is used
     runner.start(ToolRequest("1", "slow"))
     await asyncio.wait_for(started.wait(), 1)
     runner.cancel_all()
