@@ -255,6 +255,22 @@ def record_uplink(controller: Controller) -> bytearray:
     return sent
 
 
+class SlowTool:
+    """A tool that never finishes: ``started`` once called, ``cancelled`` once cancelled."""
+
+    def __init__(self, name: str) -> None:
+        self.started, self.cancelled = asyncio.Event(), asyncio.Event()
+        self.tool = Tool(name, "a slow lookup", {"type": "object"}, self._run)
+
+    async def _run(self, _args: dict[str, Any]) -> str:
+        self.started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            self.cancelled.set()
+        return "never"
+
+
 _REPORT: list[str] = []
 
 

@@ -14,8 +14,8 @@ from pispeaker.controller import Controller, Policy
 from pispeaker.emulator import Fault, LiveEmulator, Reply, ScheduledFault, ToolCall
 from pispeaker.live.link import LiveLink
 from pispeaker.states import Effect, Event, State, Status
-from pispeaker.tools import Tool, ToolBox
-from tests.conftest import RecordingBackoff, Rig, StartEmulator, speech
+from pispeaker.tools import ToolBox
+from tests.conftest import RecordingBackoff, Rig, SlowTool, StartEmulator, speech
 from tests.signals import dominant_frequency
 
 
@@ -283,21 +283,12 @@ async def test_a_bug_crashes_the_controller_instead_of_hiding(emulator: LiveEmul
 async def test_interrupting_cancels_a_running_tool(
     emulator: LiveEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
 ) -> None:
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def slow_lookup(_args: dict[str, object]) -> str:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        finally:
-            cancelled.set()
-        return "never"
-
+    slow = SlowTool("slow_lookup")
     emulator.script.push(Reply(tool_calls=(ToolCall("slow_lookup"),)))
     audio = _gap(0.2) + speech(0.4) + _gap(1.0) + speech(0.4) + _gap(2.0)
     rig = await rig_factory(emulator, audio, Policy(follow_up_s=3.0, voice_barge_in=True))
-    rig.controller.tools.box = ToolBox([Tool("slow_lookup", "x", {"type": "object"}, slow_lookup)])
+    rig.controller.tools.box = ToolBox([slow.tool])
     rig.controller.dispatch(Event.BUTTON_PRESS)
-    await asyncio.wait_for(started.wait(), 5)
-    await asyncio.wait_for(cancelled.wait(), 5)  # the user spoke again: the call was withdrawn
+    await asyncio.wait_for(slow.started.wait(), 5)
+    await asyncio.wait_for(slow.cancelled.wait(), 5)  # the user spoke again: the call was withdrawn
     assert not emulator.timeline.of("tool.response")

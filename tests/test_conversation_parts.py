@@ -13,7 +13,7 @@ from pispeaker.conversation.toolrunner import ToolRunner
 from pispeaker.live.port import ToolRequest
 from pispeaker.states import Effect, Event, State
 from pispeaker.tools import Tool, ToolBox
-from tests.conftest import speech
+from tests.conftest import SlowTool, speech
 
 CHUNK_S = 0.02
 
@@ -166,36 +166,23 @@ class _Answers:
         self.arrived.set()
 
 
-def _slow_box(started: asyncio.Event, cancelled: asyncio.Event) -> ToolBox:
-    async def slow(_args: dict[str, object]) -> str:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        finally:
-            cancelled.set()
-        return "never"
-
+def _box(slow: SlowTool) -> ToolBox:
     async def quick(args: dict[str, object]) -> str:
         return f"done {args['n']}"
 
-    return ToolBox(
-        [
-            Tool("slow", "x", {"type": "object"}, slow),
-            Tool("quick", "x", {"type": "object"}, quick),
-        ]
-    )
+    return ToolBox([slow.tool, Tool("quick", "x", {"type": "object"}, quick)])
 
 
 async def test_the_tool_runner_answers_each_call_and_cancels_a_withdrawn_one() -> None:
     tasks, crashes = _crash_list()
-    started, cancelled, link = asyncio.Event(), asyncio.Event(), _Answers()
-    runner = ToolRunner(_slow_box(started, cancelled), link, tasks)  # type: ignore[arg-type]  # only respond() is used
+    slow, link = SlowTool("slow"), _Answers()
+    runner = ToolRunner(_box(slow), link, tasks)  # type: ignore[arg-type]  # only respond() is used
     runner.start(ToolRequest("1", "slow"))
     runner.start(ToolRequest("2", "quick", {"n": 2}))
     await asyncio.wait_for(link.arrived.wait(), 1)
-    await asyncio.wait_for(started.wait(), 1)
+    await asyncio.wait_for(slow.started.wait(), 1)
     runner.cancel(("1",))
-    await asyncio.wait_for(cancelled.wait(), 1)
+    await asyncio.wait_for(slow.cancelled.wait(), 1)
     await tasks.close()
     assert link.answers == [("2", {"output": "done 2"})]  # the withdrawn call is not answered
     assert crashes == []
@@ -203,12 +190,12 @@ async def test_the_tool_runner_answers_each_call_and_cancels_a_withdrawn_one() -
 
 async def test_the_tool_runner_cancels_every_call_when_the_session_ends() -> None:
     tasks, _ = _crash_list()
-    started, cancelled, link = asyncio.Event(), asyncio.Event(), _Answers()
-    runner = ToolRunner(_slow_box(started, cancelled), link, tasks)  # type: ignore[arg-type]  # only respond() is used
+    slow, link = SlowTool("slow"), _Answers()
+    runner = ToolRunner(_box(slow), link, tasks)  # type: ignore[arg-type]  # only respond() is used
     runner.start(ToolRequest("1", "slow"))
-    await asyncio.wait_for(started.wait(), 1)
+    await asyncio.wait_for(slow.started.wait(), 1)
     runner.cancel_all()
-    await asyncio.wait_for(cancelled.wait(), 1)
+    await asyncio.wait_for(slow.cancelled.wait(), 1)
     runner.start(ToolRequest("2", "quick", {"n": 3}))  # a new call still runs
     await asyncio.wait_for(link.arrived.wait(), 1)
     await tasks.close()
