@@ -10,10 +10,8 @@ timers (connection lifetime, scheduled faults).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
@@ -21,24 +19,23 @@ from websockets.exceptions import ConnectionClosed
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, duration_s
 from pispeaker.audio.resample import resample
 from pispeaker.emulator import wire
-from pispeaker.emulator.options import EmulatorOptions, Fault, ScheduledFault
+from pispeaker.emulator.channel import Channel, Shared
+from pispeaker.emulator.handshake import Handshake, SessionConfig, SetupGate
+from pispeaker.emulator.options import Fault, ScheduledFault
 from pispeaker.emulator.script import (
     Reply,
-    Script,
     ToolCall,
     UserTurn,
     render_audio,
     split_chunks,
     split_words,
 )
-from pispeaker.emulator.store import HistoryEntry, ResumeRejected, Role, Session, SessionStore
-from pispeaker.emulator.timeline import Timeline
+from pispeaker.emulator.store import HistoryEntry
 from pispeaker.emulator.vad import EnergyVad, VadEvent, VadSettings
 from pispeaker.emulator.websocket import ControlledConnection
 
 log = logging.getLogger(__name__)
 
-INTERRUPTS = "START_OF_ACTIVITY_INTERRUPTS"
 #: Audio tokens per second, as the service bills them.
 TOKENS_PER_SECOND = 25
 
@@ -51,27 +48,6 @@ FAULT_CLOSES = {
 }
 
 
-@dataclass
-class Shared:
-    """What all connections of one emulator share."""
-
-    options: EmulatorOptions
-    script: Script
-    store: SessionStore
-    timeline: Timeline
-    call_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-
-@dataclass(frozen=True)
-class Handshake:
-    """What the HTTP upgrade request said."""
-
-    number: int
-    api_version: str
-    method: str
-    credential: str | None
-
-
 class LiveConnection:
     """Serve one client socket until it closes."""
 
@@ -80,14 +56,8 @@ class LiveConnection:
         self.handshake = handshake
         self.shared = shared
         self.number = handshake.number
-        self.session: Session | None = None
-        self.resumable = False
-        self.manual_activity = False
-        self.interrupts = True
-        self.input_transcription = False
-        self.output_transcription = False
-        self.multi_part = False
-        self.declared_tools: frozenset[str] = frozenset()
+        self.channel = Channel(ws, handshake.number, shared)
+        self.config: SessionConfig | None = None
         self.vad = EnergyVad(VadSettings())
         self._activity: list[bytes] | None = None
         self._turns: asyncio.Queue[UserTurn] = asyncio.Queue()
@@ -98,22 +68,29 @@ class LiveConnection:
         self._sent_audio = 0
         self._background: set[asyncio.Task[None]] = set()
 
+    @property
+    def cfg(self) -> SessionConfig:
+        assert self.config is not None
+        return self.config
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def serve(self) -> None:
         """Run the connection; return when the socket is closed."""
-        self._record(
+        self.channel.record(
             "connect", api_version=self.handshake.api_version, method=self.handshake.method
         )
         try:
-            if await self._setup():
+            self.config = await SetupGate(self.channel, self.handshake).admit()
+            if self.config:
+                self.vad = EnergyVad(self.config.vad)
                 await self._run_session()
         except ConnectionClosed:
             pass  # the client went away; the close is recorded below
         finally:
-            self._record("disconnect", code=self.ws.close_code, reason=self.ws.close_reason)
-            if self.session:
-                self.shared.store.detach(self.session, self.shared.timeline.now())
+            self.channel.record("disconnect", code=self.ws.close_code, reason=self.ws.close_reason)
+            if self.channel.session:
+                self.shared.store.detach(self.channel.session, self.shared.timeline.now())
 
     async def _run_session(self) -> None:
         self._spawn(self._responder(), "responder")
@@ -142,90 +119,7 @@ class LiveConnection:
             return
         except Exception:
             log.exception("emulator connection %d failed", self.number)
-            await self.close(wire.INTERNAL)
-
-    async def close(self, close: wire.Close) -> None:
-        """Close the socket as the real service would."""
-        self._record("close", code=close.code, reason=close.reason)
-        await self.ws.close(close.code, wire.truncate_reason(close.reason))
-
-    # -- setup ---------------------------------------------------------------------------
-
-    async def _setup(self) -> bool:
-        """Validate the first message and answer setupComplete; False if the socket was closed."""
-        try:
-            message = wire.parse_client_message(await self.ws.recv())
-        except wire.WireError:
-            await self.close(wire.INVALID_ARGUMENT)
-            return False
-        setup = message.get("setup")
-        rejection = self._check_setup(setup)
-        if rejection is None and isinstance(setup, dict):
-            rejection = self._attach_session(setup)
-        if rejection is not None:
-            await self.close(rejection)
-            return False
-        assert isinstance(setup, dict)
-        self._configure(setup)
-        await self._send("setupComplete", {})
-        self._record("setup", model=self._model(setup), resumed=self.session_turns > 0, setup=setup)
-        if self.resumable:
-            await self._send_handle()
-        return True
-
-    def _check_setup(self, setup: Any) -> wire.Close | None:
-        credential = self.handshake.credential
-        if not isinstance(setup, dict):
-            return wire.INVALID_ARGUMENT
-        if not credential:
-            return wire.NO_KEY
-        if credential not in self.shared.options.api_keys:
-            return wire.BAD_KEY
-        if self._model(setup) not in self.shared.options.models:
-            return wire.unknown_model(self._model(setup), self.handshake.api_version)
-        modalities = setup.get("generationConfig", {}).get("responseModalities", [])
-        if "TEXT" in [str(m).upper() for m in modalities]:
-            return wire.TEXT_MODALITY
-        return None
-
-    @staticmethod
-    def _model(setup: dict[str, Any]) -> str:
-        return str(setup.get("model", "")).removeprefix("models/")
-
-    def _attach_session(self, setup: dict[str, Any]) -> wire.Close | None:
-        store, model = self.shared.store, self._model(setup)
-        resumption = setup.get("sessionResumption")
-        self.resumable = isinstance(resumption, dict)
-        handle = resumption.get("handle") if isinstance(resumption, dict) else None
-        if not handle:
-            self.session = store.create(model, self.number)
-            return None
-        try:
-            self.session = store.resume(handle, model, self.number, self.shared.timeline.now())
-        except ResumeRejected as rejected:
-            return rejected.close
-        return None
-
-    def _configure(self, setup: dict[str, Any]) -> None:
-        realtime = setup.get("realtimeInputConfig", {})
-        detection = realtime.get("automaticActivityDetection", {})
-        self.manual_activity = bool(detection.get("disabled", False))
-        default_silence = self.shared.options.default_silence_ms
-        self.vad = EnergyVad(VadSettings.from_setup(detection, default_silence))
-        self.interrupts = realtime.get("activityHandling", INTERRUPTS) != "NO_INTERRUPTION"
-        self.input_transcription = "inputAudioTranscription" in setup
-        self.output_transcription = "outputAudioTranscription" in setup
-        self.multi_part = self._model(setup).startswith("gemini-3")
-        self.declared_tools = frozenset(
-            declaration.get("name", "")
-            for tool in setup.get("tools", [])
-            for declaration in tool.get("functionDeclarations", [])
-        )
-
-    @property
-    def session_turns(self) -> int:
-        """Turns the session has had, counting those before a resumption."""
-        return self.session.turns if self.session else 0
+            await self.channel.close(wire.INTERNAL)
 
     # -- client messages -----------------------------------------------------------------
 
@@ -240,8 +134,8 @@ class LiveConnection:
                 raise wire.WireError(f"unexpected client message {kind!r}")
             await handler(body)
         except wire.WireError as error:
-            self._record("client.error", error=str(error))
-            await self.close(wire.INVALID_ARGUMENT)
+            self.channel.record("client.error", error=str(error))
+            await self.channel.close(wire.INVALID_ARGUMENT)
 
     def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[None]]]:
         return {
@@ -253,7 +147,7 @@ class LiveConnection:
 
     async def _on_realtime_input(self, body: dict[str, Any]) -> None:
         if "mediaChunks" in body and self.shared.options.reject_media_chunks:
-            await self.close(wire.MEDIA_CHUNKS)
+            await self.channel.close(wire.MEDIA_CHUNKS)
         elif "audio" in body or "mediaChunks" in body:
             await self._on_audio(body["audio"] if "audio" in body else body["mediaChunks"][0])
         elif "audioStreamEnd" in body:
@@ -264,7 +158,9 @@ class LiveConnection:
             await self._on_user_activity()
             self._queue_turn(UserTurn(text=str(body["text"])))
         elif "video" in body:
-            self._record("video.in", bytes=len(wire.decode_bytes(body["video"].get("data", ""))))
+            self.channel.record(
+                "video.in", bytes=len(wire.decode_bytes(body["video"].get("data", "")))
+            )
         else:
             raise wire.WireError(f"empty realtimeInput {sorted(body)}")
 
@@ -274,11 +170,11 @@ class LiveConnection:
         if not mime.startswith("audio/pcm"):
             raise wire.WireError(f"unsupported audio mime type {mime!r}")
         rate = int(mime.partition("rate=")[2] or INPUT_RATE)
-        assert self.session is not None
-        self.session.uploaded_audio_bytes += len(data)
-        self._record("audio.in", bytes=len(data), rate=rate)
+        assert self.channel.session is not None
+        self.channel.session.uploaded_audio_bytes += len(data)
+        self.channel.record("audio.in", bytes=len(data), rate=rate)
         pcm = resample(data, rate, INPUT_RATE)
-        if self.manual_activity:
+        if self.cfg.manual_activity:
             if self._activity is not None:
                 self._activity.append(pcm)
         else:
@@ -286,16 +182,16 @@ class LiveConnection:
 
     async def _on_vad_events(self, events: list[VadEvent]) -> None:
         for event in events:
-            self._record(f"vad.{event.kind}", offset_s=event.offset_s)
+            self.channel.record(f"vad.{event.kind}", offset_s=event.offset_s)
             if event.kind == "start":
                 await self._on_user_activity()
             else:
                 self._queue_turn(UserTurn(audio=event.audio))
 
     async def _on_manual_activity(self, start: bool) -> None:
-        if not self.manual_activity:
+        if not self.cfg.manual_activity:
             raise wire.WireError("activityStart/activityEnd need automatic detection disabled")
-        self._record("activity.start" if start else "activity.end")
+        self.channel.record("activity.start" if start else "activity.end")
         if start:
             self._activity = []
             await self._on_user_activity()
@@ -309,21 +205,21 @@ class LiveConnection:
             for turn in body.get("turns", [])
             for part in turn.get("parts", [])
         ]
-        assert self.session is not None
-        self.session.history.extend(HistoryEntry("user", text) for text in texts if text)
+        assert self.channel.session is not None
+        self.channel.session.history.extend(HistoryEntry("user", text) for text in texts if text)
         if body.get("turnComplete"):
             await self._on_user_activity()
             self._queue_turn(UserTurn(text=" ".join(texts)))
 
     async def _on_context_update(self, body: dict[str, Any]) -> None:
-        self._record("context.update", keys=sorted(body))
+        self.channel.record("context.update", keys=sorted(body))
 
     async def _on_tool_response(self, body: dict[str, Any]) -> None:
         responses = body.get("functionResponses", [])
         ids = [str(response.get("id", "")) for response in responses]
-        self._record("tool.response", ids=ids, responses=responses)
+        self.channel.record("tool.response", ids=ids, responses=responses)
         if not ids or any(call_id not in self._pending_calls for call_id in ids):
-            await self.close(wire.NOT_FOUND)  # the real service's answer to unknown ids
+            await self.channel.close(wire.NOT_FOUND)  # the real service's answer to unknown ids
             return
         for call_id in ids:
             del self._pending_calls[call_id]
@@ -335,24 +231,24 @@ class LiveConnection:
     # -- turns ---------------------------------------------------------------------------
 
     def _queue_turn(self, turn: UserTurn) -> None:
-        self._record("turn.queued", audio_bytes=len(turn.audio), text=turn.text)
+        self.channel.record("turn.queued", audio_bytes=len(turn.audio), text=turn.text)
         self._turns.put_nowait(turn)
 
     async def _on_user_activity(self) -> None:
         """The user started speaking: barge in on a reply in flight, if the setup allows."""
         task = self._reply_task
-        if task is None or task.done() or not self.interrupts:
+        if task is None or task.done() or not self.cfg.interrupts:
             return
         task.cancel()
         await asyncio.wait([task])
-        await self._send("serverContent", {"interrupted": True})
-        await self._send("serverContent", {"turnComplete": True})
+        await self.channel.send("serverContent", {"interrupted": True})
+        await self.channel.send("serverContent", {"turnComplete": True})
         if self._pending_calls:
-            await self._send("toolCallCancellation", {"ids": list(self._pending_calls)})
-        self._record(
+            await self.channel.send("toolCallCancellation", {"ids": list(self._pending_calls)})
+        self.channel.record(
             "interrupted", cancelled_calls=list(self._pending_calls), sent=self._sent_audio
         )
-        self._remember("model", "(interrupted)", self._sent_audio)
+        self.channel.remember("model", "(interrupted)", self._sent_audio)
         self._pending_calls.clear()
 
     async def _responder(self) -> None:
@@ -369,13 +265,13 @@ class LiveConnection:
 
     async def _reply(self, turn: UserTurn) -> None:
         reply = self.shared.script.next_reply()
-        assert self.session is not None
-        self.session.turns += 1
+        assert self.channel.session is not None
+        self.channel.session.turns += 1
         self._sent_audio = 0
-        self._remember("user", turn.describe(), len(turn.audio))
-        self._record("turn.start", turn=self.session.turns)
-        if self.input_transcription:
-            await self._send(
+        self.channel.remember("user", turn.describe(), len(turn.audio))
+        self.channel.record("turn.start", turn=self.channel.session.turns)
+        if self.cfg.input_transcription:
+            await self.channel.send(
                 "serverContent", {"inputTranscription": {"text": reply.heard or turn.describe()}}
             )
         await asyncio.sleep(self.shared.options.response_latency_s)
@@ -384,65 +280,61 @@ class LiveConnection:
         await self._speak(reply, turn)
 
     async def _speak(self, reply: Reply, turn: UserTurn) -> None:
-        assert self.session is not None
+        assert self.channel.session is not None
         pcm = render_audio(reply, turn)
         chunks = split_chunks(pcm)
-        text = reply.text or f"Reply {self.session.turns}."
-        pieces = split_words(text, len(chunks)) if self.output_transcription else []
+        text = reply.text or f"Reply {self.channel.session.turns}."
+        pieces = split_words(text, len(chunks)) if self.cfg.output_transcription else []
         clock = asyncio.get_running_loop().time
         start, offset = clock(), 0.0
         for index, chunk in enumerate(chunks):
             await asyncio.sleep(max(0.0, start + offset * self.shared.options.pace - clock()))
             await self._send_audio(chunk, pieces[index] if index < len(pieces) else "")
             offset += duration_s(chunk, OUTPUT_RATE)
-        await self._send("serverContent", {"generationComplete": True})
-        self._record("generation.complete", audio_bytes=len(pcm))
+        await self.channel.send("serverContent", {"generationComplete": True})
+        self.channel.record("generation.complete", audio_bytes=len(pcm))
         # The server assumes real-time playback from the first chunk and holds turnComplete
         # until that playback would end; a barge-in until then still interrupts.
         hold = max(self.shared.options.pace, self.shared.options.playback_hold)
         await asyncio.sleep(max(0.0, start + offset * hold - clock()))
-        await self._send("serverContent", {"turnComplete": True}, usageMetadata=_usage(turn, pcm))
-        self._remember("model", text, len(pcm))
-        self._record("turn.complete", turn=self.session.turns, audio_bytes=len(pcm))
-        if self.resumable:
-            await self._send_handle()
+        await self.channel.send(
+            "serverContent", {"turnComplete": True}, usageMetadata=_usage(turn, pcm)
+        )
+        self.channel.remember("model", text, len(pcm))
+        self.channel.record("turn.complete", turn=self.channel.session.turns, audio_bytes=len(pcm))
+        if self.cfg.resumable:
+            await self.channel.send_handle()
 
     async def _send_audio(self, chunk: bytes, transcript: str) -> None:
-        assert self.session is not None
+        assert self.channel.session is not None
         content: dict[str, Any] = {"modelTurn": {"parts": [wire.audio_part(chunk)]}}
         transcription = {"outputTranscription": {"text": transcript}} if transcript else {}
-        if self.multi_part:
-            await self._send("serverContent", content | transcription)
+        if self.cfg.multi_part:
+            await self.channel.send("serverContent", content | transcription)
         else:  # 2.5 models: one part per event
-            await self._send("serverContent", content)
+            await self.channel.send("serverContent", content)
             if transcription:
-                await self._send("serverContent", transcription)
-        self.session.downloaded_audio_bytes += len(chunk)
+                await self.channel.send("serverContent", transcription)
+        self.channel.session.downloaded_audio_bytes += len(chunk)
         self._sent_audio += len(chunk)
-        self._record("audio.out", bytes=len(chunk))
+        self.channel.record("audio.out", bytes=len(chunk))
 
     async def _call_tools(self, calls: tuple[ToolCall, ...]) -> None:
         ids = [f"function-call-{next(self.shared.call_ids)}" for _ in calls]
         self._pending_calls = {call_id: call.name for call_id, call in zip(ids, calls, strict=True)}
         self._tool_answers = []
         self._tool_waiter = asyncio.get_running_loop().create_future()
-        if self.resumable:  # not resumable while a call is pending
-            await self._send("sessionResumptionUpdate", {})
+        if self.cfg.resumable:  # not resumable while a call is pending
+            await self.channel.send("sessionResumptionUpdate", {})
         function_calls = [
             {"id": call_id, "name": call.name, "args": call.args}
             for call_id, call in zip(ids, calls, strict=True)
         ]
-        await self._send("toolCall", {"functionCalls": function_calls})
-        self._record("tool.call", ids=ids, names=[call.name for call in calls])
+        await self.channel.send("toolCall", {"functionCalls": function_calls})
+        self.channel.record("tool.call", ids=ids, names=[call.name for call in calls])
         answers = await self._tool_waiter
         for answer in answers:
-            self._remember("tool", f"{answer.get('name', '')}: {answer.get('response')}")
-
-    async def _send_handle(self) -> None:
-        assert self.session is not None
-        handle = self.shared.store.issue_handle(self.session)
-        await self._send("sessionResumptionUpdate", {"newHandle": handle, "resumable": True})
-        self._record("resumption.update", handle=handle)
+            self.channel.remember("tool", f"{answer.get('name', '')}: {answer.get('response')}")
 
     # -- timers and faults ---------------------------------------------------------------
 
@@ -456,13 +348,13 @@ class LiveConnection:
 
     async def _go_away(self, lead: float) -> None:
         """Announce the end of the connection; close it ``lead`` seconds later."""
-        await self._send("goAway", {"timeLeft": wire.duration_text(lead)})
-        self._record("go_away", time_left_s=lead)
+        await self.channel.send("goAway", {"timeLeft": wire.duration_text(lead)})
+        self.channel.record("go_away", time_left_s=lead)
         self._spawn(self._close_later(lead, wire.DEADLINE), "deadline")
 
     async def _close_later(self, delay: float, close: wire.Close) -> None:
         await asyncio.sleep(delay)
-        await self.close(close)
+        await self.channel.close(close)
 
     async def _scheduled(self, scheduled: ScheduledFault) -> None:
         await asyncio.sleep(scheduled.at_s)
@@ -470,9 +362,9 @@ class LiveConnection:
 
     async def apply(self, fault: Fault) -> None:
         """Produce ``fault`` on this connection now."""
-        self._record("fault", fault=fault.value)
+        self.channel.record("fault", fault=fault.value)
         if fault in FAULT_CLOSES:
-            await self.close(FAULT_CLOSES[fault])
+            await self.channel.close(FAULT_CLOSES[fault])
         elif fault is Fault.DROP:
             self.ws.transport.abort()
         elif fault is Fault.MALFORMED:
@@ -485,19 +377,6 @@ class LiveConnection:
             self.ws.pong_delay = self.shared.options.slow_pong_s
         elif fault is Fault.NO_PONGS:
             self.ws.pong_delay = None
-
-    # -- helpers -------------------------------------------------------------------------
-
-    async def _send(self, kind: str, body: dict[str, Any], **extra: Any) -> None:
-        await self.ws.send(wire.server_message(kind, body, **extra))
-
-    def _remember(self, role: Role, text: str, audio_bytes: int = 0) -> None:
-        if self.session:
-            self.session.history.append(HistoryEntry(role, text, audio_bytes))
-
-    def _record(self, kind: str, **data: Any) -> None:
-        session = self.session.id if self.session else None
-        self.shared.timeline.record(kind, self.number, session, **data)
 
 
 def _usage(turn: UserTurn, reply_pcm: bytes) -> dict[str, Any]:
