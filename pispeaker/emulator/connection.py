@@ -1,10 +1,11 @@
 """One Live API connection as the real service runs it: setup, input, turns, tools, lifetime.
 
-The flow per socket: the first client message must be ``setup``; the server validates the
-credential, model and modalities (closing with the real codes and reasons), answers
-``setupComplete`` first, then runs three things at once: a reader that feeds audio to the
-VAD and dispatches client messages, a responder that answers user turns one at a time, and
-timers (connection lifetime, scheduled faults).
+The flow per socket: the first client message must be ``setup``; :class:`SetupGate` refuses
+it with the real codes and reasons, or attaches a session and answers ``setupComplete``.
+Then three things run at once until the socket closes: a reader that dispatches client
+messages (:class:`ClientInput`), a responder that answers user turns one at a time
+(:class:`Responder`, with :class:`ToolCalls`), and timers (:class:`Lifetime`: connection
+lifetime, scheduled faults). All of them talk through one :class:`Channel`.
 """
 
 from __future__ import annotations
@@ -20,48 +21,42 @@ from pispeaker.emulator.calls import ToolCalls
 from pispeaker.emulator.channel import Channel, Shared
 from pispeaker.emulator.dispatch import ClientInput
 from pispeaker.emulator.handshake import Handshake, SessionConfig, SetupGate
-from pispeaker.emulator.options import Fault, ScheduledFault
+from pispeaker.emulator.lifetime import Lifetime
+from pispeaker.emulator.options import Fault
 from pispeaker.emulator.turns import Responder
 from pispeaker.emulator.websocket import ControlledConnection
 
 log = logging.getLogger(__name__)
 
-FAULT_CLOSES = {
-    Fault.INTERNAL_ERROR: wire.INTERNAL,
-    Fault.UNAVAILABLE: wire.UNAVAILABLE,
-    Fault.QUOTA: wire.QUOTA,
-    Fault.NORMAL_CLOSE: wire.NORMAL,
-}
-
 
 class LiveConnection:
-    """Serve one client socket until it closes."""
+    """Serve one client socket until it closes; owns every task that serves it."""
 
     def __init__(self, ws: ControlledConnection, handshake: Handshake, shared: Shared) -> None:
-        self.ws = ws
         self.handshake = handshake
-        self.shared = shared
         self.number = handshake.number
         self.channel = Channel(ws, handshake.number, shared)
+        self.lifetime = Lifetime(self.channel, self._spawn)
         self._background: set[asyncio.Task[None]] = set()
 
-    # -- lifecycle -----------------------------------------------------------------------
-
     async def serve(self) -> None:
-        """Run the connection; return when the socket is closed."""
-        self.channel.record(
-            "connect", api_version=self.handshake.api_version, method=self.handshake.method
-        )
+        """Run the connection; return when the socket is closed, the session detached."""
+        handshake, channel = self.handshake, self.channel
+        channel.record("connect", api_version=handshake.api_version, method=handshake.method)
         try:
-            config = await SetupGate(self.channel, self.handshake).admit()
+            config = await SetupGate(channel, handshake).admit()
             if config is not None:
                 await self._run_session(config)
         except ConnectionClosed:
             pass  # the client went away; the close is recorded below
         finally:
-            self.channel.record("disconnect", code=self.ws.close_code, reason=self.ws.close_reason)
-            if self.channel.session:
-                self.shared.store.detach(self.channel.session, self.shared.timeline.now())
+            channel.record("disconnect", code=channel.ws.close_code, reason=channel.ws.close_reason)
+            if channel.session:
+                channel.shared.store.detach(channel.session, channel.shared.timeline.now())
+
+    async def apply(self, fault: Fault) -> None:
+        """Produce ``fault`` on this connection now."""
+        await self.lifetime.apply(fault)
 
     async def _run_session(self, config: SessionConfig) -> None:
         session = self.channel.session
@@ -70,12 +65,9 @@ class LiveConnection:
         responder = Responder(self.channel, config, session, tools)
         client = ClientInput(self.channel, config, session, responder, tools)
         self._spawn(responder.run(), "responder")
-        self._spawn(self._lifetime(), "lifetime")
-        for fault in self.shared.options.faults:
-            if fault.connection in (None, self.number):
-                self._spawn(self._scheduled(fault), "fault")
+        self.lifetime.start()
         try:
-            async for raw in self.ws:
+            async for raw in self.channel.ws:
                 await client.dispatch(raw)
         finally:
             for task in self._background:
@@ -96,45 +88,3 @@ class LiveConnection:
         except Exception:
             log.exception("emulator connection %d failed", self.number)
             await self.channel.close(wire.INTERNAL)
-
-    # -- timers and faults ---------------------------------------------------------------
-
-    async def _lifetime(self) -> None:
-        options = self.shared.options
-        if options.connection_lifetime_s is None:
-            return
-        lead = min(options.go_away_lead_s, options.connection_lifetime_s)
-        await asyncio.sleep(options.connection_lifetime_s - lead)
-        await self._go_away(lead)
-
-    async def _go_away(self, lead: float) -> None:
-        """Announce the end of the connection; close it ``lead`` seconds later."""
-        await self.channel.send("goAway", {"timeLeft": wire.duration_text(lead)})
-        self.channel.record("go_away", time_left_s=lead)
-        self._spawn(self._close_later(lead, wire.DEADLINE), "deadline")
-
-    async def _close_later(self, delay: float, close: wire.Close) -> None:
-        await asyncio.sleep(delay)
-        await self.channel.close(close)
-
-    async def _scheduled(self, scheduled: ScheduledFault) -> None:
-        await asyncio.sleep(scheduled.at_s)
-        await self.apply(scheduled.fault)
-
-    async def apply(self, fault: Fault) -> None:
-        """Produce ``fault`` on this connection now."""
-        self.channel.record("fault", fault=fault.value)
-        if fault in FAULT_CLOSES:
-            await self.channel.close(FAULT_CLOSES[fault])
-        elif fault is Fault.DROP:
-            self.ws.transport.abort()
-        elif fault is Fault.MALFORMED:
-            await self.ws.send(b"{this is not json")
-        elif fault is Fault.UNKNOWN_ONLY:
-            await self.ws.send(b'{"someFutureMessage": {}}')
-        elif fault is Fault.GO_AWAY:
-            await self._go_away(self.shared.options.go_away_lead_s)
-        elif fault is Fault.SLOW_PONGS:
-            self.ws.pong_delay = self.shared.options.slow_pong_s
-        elif fault is Fault.NO_PONGS:
-            self.ws.pong_delay = None
