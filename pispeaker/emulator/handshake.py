@@ -98,6 +98,7 @@ class SetupGate:
         if setup is None:
             await self.channel.close(wire.INVALID_ARGUMENT)
             return None
+        # A Close is a non-empty tuple, so only a setup that passes the checks is attached.
         rejection = self._check(setup) or self._attach(setup)
         if rejection is not None:
             await self.channel.close(rejection)
