@@ -1,161 +1,74 @@
 """One Live API connection as the real service runs it: setup, input, turns, tools, lifetime.
 
-The flow per socket: the first client message must be ``setup``; the server validates the
-credential, model and modalities (closing with the real codes and reasons), answers
-``setupComplete`` first, then runs three things at once: a reader that feeds audio to the
-VAD and dispatches client messages, a responder that answers user turns one at a time, and
-timers (connection lifetime, scheduled faults).
+The flow per socket: the first client message must be ``setup``; :class:`SetupGate` refuses
+it with the real codes and reasons, or attaches a session and answers ``setupComplete``.
+Then three things run at once until the socket closes: a reader that dispatches client
+messages (:class:`ClientInput`), a responder that answers user turns one at a time
+(:class:`Responder`, with :class:`ToolCalls`), and timers (:class:`Lifetime`: connection
+lifetime, scheduled faults). All of them talk through one :class:`Channel`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable
 
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
 
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, duration_s
-from pispeaker.audio.resample import resample
 from pispeaker.emulator import wire
-from pispeaker.emulator.options import EmulatorOptions, Fault, ScheduledFault
-from pispeaker.emulator.script import (
-    Reply,
-    Script,
-    ToolCall,
-    UserTurn,
-    render_audio,
-    split_chunks,
-    split_words,
-)
-from pispeaker.emulator.store import HistoryEntry, ResumeRejected, Role, Session, SessionStore
-from pispeaker.emulator.timeline import Timeline
-from pispeaker.emulator.vad import EnergyVad, VadEvent, VadSettings
+from pispeaker.emulator.calls import ToolCalls
+from pispeaker.emulator.channel import Channel, Shared
+from pispeaker.emulator.dispatch import ClientInput
+from pispeaker.emulator.handshake import Handshake, SessionConfig, SetupGate
+from pispeaker.emulator.lifetime import Lifetime
+from pispeaker.emulator.options import Fault
+from pispeaker.emulator.turns import Responder
+from pispeaker.emulator.websocket import ControlledConnection
 
 log = logging.getLogger(__name__)
 
-INTERRUPTS = "START_OF_ACTIVITY_INTERRUPTS"
-#: Audio tokens per second, as the service bills them.
-TOKENS_PER_SECOND = 25
-
-
-FAULT_CLOSES = {
-    Fault.INTERNAL_ERROR: wire.INTERNAL,
-    Fault.UNAVAILABLE: wire.UNAVAILABLE,
-    Fault.QUOTA: wire.QUOTA,
-    Fault.NORMAL_CLOSE: wire.NORMAL,
-}
-
-
-@dataclass
-class Shared:
-    """What all connections of one emulator share."""
-
-    options: EmulatorOptions
-    script: Script
-    store: SessionStore
-    timeline: Timeline
-    call_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-
-@dataclass(frozen=True)
-class Handshake:
-    """What the HTTP upgrade request said."""
-
-    number: int
-    api_version: str
-    method: str
-    credential: str | None
-
-
-class ControlledConnection(ServerConnection):
-    """A websockets server connection whose keepalive pongs can be delayed or withheld."""
-
-    #: Seconds to hold each pong; 0 answers at once, None never answers.
-    pong_delay: float | None = 0.0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._late_pongs: set[asyncio.Task[None]] = set()
-        send_frame = self.protocol.send_frame
-
-        def send_or_hold(frame: Frame) -> None:
-            if frame.opcode is not Opcode.PONG or self.pong_delay == 0:
-                send_frame(frame)
-            elif self.pong_delay is not None:
-                task = asyncio.ensure_future(self._pong_later(bytes(frame.data), self.pong_delay))
-                self._late_pongs.add(task)
-                task.add_done_callback(self._late_pongs.discard)
-
-        # The sans-I/O protocol answers pings itself; intercepting its frame output is the
-        # only seam websockets offers for emulating a server with slow pongs.
-        self.protocol.send_frame = send_or_hold  # type: ignore[method-assign]  # no other seam
-
-    async def _pong_later(self, data: bytes, delay: float) -> None:
-        await asyncio.sleep(delay)
-        try:
-            await self.pong(data)
-        except ConnectionClosed:
-            return
-
 
 class LiveConnection:
-    """Serve one client socket until it closes."""
+    """Serve one client socket until it closes; owns every task that serves it."""
 
     def __init__(self, ws: ControlledConnection, handshake: Handshake, shared: Shared) -> None:
-        self.ws = ws
         self.handshake = handshake
-        self.shared = shared
         self.number = handshake.number
-        self.session: Session | None = None
-        self.resumable = False
-        self.manual_activity = False
-        self.interrupts = True
-        self.input_transcription = False
-        self.output_transcription = False
-        self.multi_part = False
-        self.declared_tools: frozenset[str] = frozenset()
-        self.vad = EnergyVad(VadSettings())
-        self._activity: list[bytes] | None = None
-        self._turns: asyncio.Queue[UserTurn] = asyncio.Queue()
-        self._reply_task: asyncio.Task[None] | None = None
-        self._pending_calls: dict[str, str] = {}
-        self._tool_waiter: asyncio.Future[list[dict[str, Any]]] | None = None
-        self._tool_answers: list[dict[str, Any]] = []
-        self._sent_audio = 0
+        self.channel = Channel(ws, handshake.number, shared)
+        self.lifetime = Lifetime(self.channel, self._spawn)
         self._background: set[asyncio.Task[None]] = set()
 
-    # -- lifecycle -----------------------------------------------------------------------
-
     async def serve(self) -> None:
-        """Run the connection; return when the socket is closed."""
-        self._record(
-            "connect", api_version=self.handshake.api_version, method=self.handshake.method
-        )
+        """Run the connection; return when the socket is closed, the session detached."""
+        handshake, channel = self.handshake, self.channel
+        channel.record("connect", api_version=handshake.api_version, method=handshake.method)
         try:
-            if await self._setup():
-                await self._run_session()
+            config = await SetupGate(channel, handshake).admit()
+            if config is not None:
+                await self._run_session(config)
         except ConnectionClosed:
             pass  # the client went away; the close is recorded below
         finally:
-            self._record("disconnect", code=self.ws.close_code, reason=self.ws.close_reason)
-            if self.session:
-                self.shared.store.detach(self.session, self.shared.timeline.now())
+            channel.record("disconnect", code=channel.ws.close_code, reason=channel.ws.close_reason)
+            if channel.session:
+                channel.shared.store.detach(channel.session, channel.shared.timeline.now())
 
-    async def _run_session(self) -> None:
-        self._spawn(self._responder(), "responder")
-        self._spawn(self._lifetime(), "lifetime")
-        for fault in self.shared.options.faults:
-            if fault.connection in (None, self.number):
-                self._spawn(self._scheduled(fault), "fault")
+    async def apply(self, fault: Fault) -> None:
+        """Produce ``fault`` on this connection now."""
+        await self.lifetime.apply(fault)
+
+    async def _run_session(self, config: SessionConfig) -> None:
+        session = self.channel.session
+        assert session is not None  # admitted: the gate attached one
+        tools = ToolCalls(self.channel, config)
+        responder = Responder(self.channel, config, session, tools)
+        client = ClientInput(self.channel, config, session, responder, tools)
+        self._spawn(responder.run(), "responder")
+        self.lifetime.start()
         try:
-            async for raw in self.ws:
-                await self._dispatch(raw)
+            async for raw in self.channel.ws:
+                await client.dispatch(raw)
         finally:
             for task in self._background:
                 task.cancel()
@@ -174,373 +87,4 @@ class LiveConnection:
             return
         except Exception:
             log.exception("emulator connection %d failed", self.number)
-            await self.close(wire.INTERNAL)
-
-    async def close(self, close: wire.Close) -> None:
-        """Close the socket as the real service would."""
-        self._record("close", code=close.code, reason=close.reason)
-        await self.ws.close(close.code, wire.truncate_reason(close.reason))
-
-    # -- setup ---------------------------------------------------------------------------
-
-    async def _setup(self) -> bool:
-        """Validate the first message and answer setupComplete; False if the socket was closed."""
-        try:
-            message = wire.parse_client_message(await self.ws.recv())
-        except wire.WireError:
-            await self.close(wire.INVALID_ARGUMENT)
-            return False
-        setup = message.get("setup")
-        rejection = self._check_setup(setup)
-        if rejection is None and isinstance(setup, dict):
-            rejection = self._attach_session(setup)
-        if rejection is not None:
-            await self.close(rejection)
-            return False
-        assert isinstance(setup, dict)
-        self._configure(setup)
-        await self._send("setupComplete", {})
-        self._record("setup", model=self._model(setup), resumed=self.session_turns > 0, setup=setup)
-        if self.resumable:
-            await self._send_handle()
-        return True
-
-    def _check_setup(self, setup: Any) -> wire.Close | None:
-        credential = self.handshake.credential
-        if not isinstance(setup, dict):
-            return wire.INVALID_ARGUMENT
-        if not credential:
-            return wire.NO_KEY
-        if credential not in self.shared.options.api_keys:
-            return wire.BAD_KEY
-        if self._model(setup) not in self.shared.options.models:
-            return wire.unknown_model(self._model(setup), self.handshake.api_version)
-        modalities = setup.get("generationConfig", {}).get("responseModalities", [])
-        if "TEXT" in [str(m).upper() for m in modalities]:
-            return wire.TEXT_MODALITY
-        return None
-
-    @staticmethod
-    def _model(setup: dict[str, Any]) -> str:
-        return str(setup.get("model", "")).removeprefix("models/")
-
-    def _attach_session(self, setup: dict[str, Any]) -> wire.Close | None:
-        store, model = self.shared.store, self._model(setup)
-        resumption = setup.get("sessionResumption")
-        self.resumable = isinstance(resumption, dict)
-        handle = resumption.get("handle") if isinstance(resumption, dict) else None
-        if not handle:
-            self.session = store.create(model, self.number)
-            return None
-        try:
-            self.session = store.resume(handle, model, self.number, self.shared.timeline.now())
-        except ResumeRejected as rejected:
-            return rejected.close
-        return None
-
-    def _configure(self, setup: dict[str, Any]) -> None:
-        realtime = setup.get("realtimeInputConfig", {})
-        detection = realtime.get("automaticActivityDetection", {})
-        self.manual_activity = bool(detection.get("disabled", False))
-        default_silence = self.shared.options.default_silence_ms
-        self.vad = EnergyVad(VadSettings.from_setup(detection, default_silence))
-        self.interrupts = realtime.get("activityHandling", INTERRUPTS) != "NO_INTERRUPTION"
-        self.input_transcription = "inputAudioTranscription" in setup
-        self.output_transcription = "outputAudioTranscription" in setup
-        self.multi_part = self._model(setup).startswith("gemini-3")
-        self.declared_tools = frozenset(
-            declaration.get("name", "")
-            for tool in setup.get("tools", [])
-            for declaration in tool.get("functionDeclarations", [])
-        )
-
-    @property
-    def session_turns(self) -> int:
-        """Turns the session has had, counting those before a resumption."""
-        return self.session.turns if self.session else 0
-
-    # -- client messages -----------------------------------------------------------------
-
-    async def _dispatch(self, raw: str | bytes) -> None:
-        try:
-            message = wire.parse_client_message(raw)
-            if len(message) != 1:
-                raise wire.WireError(f"expected one message kind, got {sorted(message)}")
-            [(kind, body)] = message.items()
-            handler = self._handlers().get(kind)
-            if handler is None or not isinstance(body, dict):
-                raise wire.WireError(f"unexpected client message {kind!r}")
-            await handler(body)
-        except wire.WireError as error:
-            self._record("client.error", error=str(error))
-            await self.close(wire.INVALID_ARGUMENT)
-
-    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[None]]]:
-        return {
-            "realtimeInput": self._on_realtime_input,
-            "clientContent": self._on_client_content,
-            "toolResponse": self._on_tool_response,
-            "contextUpdate": self._on_context_update,
-        }
-
-    async def _on_realtime_input(self, body: dict[str, Any]) -> None:
-        if "mediaChunks" in body and self.shared.options.reject_media_chunks:
-            await self.close(wire.MEDIA_CHUNKS)
-        elif "audio" in body or "mediaChunks" in body:
-            await self._on_audio(body["audio"] if "audio" in body else body["mediaChunks"][0])
-        elif "audioStreamEnd" in body:
-            await self._on_vad_events(self.vad.flush())
-        elif "activityStart" in body or "activityEnd" in body:
-            await self._on_manual_activity(start="activityStart" in body)
-        elif "text" in body:
-            await self._on_user_activity()
-            self._queue_turn(UserTurn(text=str(body["text"])))
-        elif "video" in body:
-            self._record("video.in", bytes=len(wire.decode_bytes(body["video"].get("data", ""))))
-        else:
-            raise wire.WireError(f"empty realtimeInput {sorted(body)}")
-
-    async def _on_audio(self, blob: dict[str, Any]) -> None:
-        data = wire.decode_bytes(str(blob.get("data", "")))
-        mime = str(blob.get("mimeType", ""))
-        if not mime.startswith("audio/pcm"):
-            raise wire.WireError(f"unsupported audio mime type {mime!r}")
-        rate = int(mime.partition("rate=")[2] or INPUT_RATE)
-        assert self.session is not None
-        self.session.uploaded_audio_bytes += len(data)
-        self._record("audio.in", bytes=len(data), rate=rate)
-        pcm = resample(data, rate, INPUT_RATE)
-        if self.manual_activity:
-            if self._activity is not None:
-                self._activity.append(pcm)
-        else:
-            await self._on_vad_events(self.vad.feed(pcm))
-
-    async def _on_vad_events(self, events: list[VadEvent]) -> None:
-        for event in events:
-            self._record(f"vad.{event.kind}", offset_s=event.offset_s)
-            if event.kind == "start":
-                await self._on_user_activity()
-            else:
-                self._queue_turn(UserTurn(audio=event.audio))
-
-    async def _on_manual_activity(self, start: bool) -> None:
-        if not self.manual_activity:
-            raise wire.WireError("activityStart/activityEnd need automatic detection disabled")
-        self._record("activity.start" if start else "activity.end")
-        if start:
-            self._activity = []
-            await self._on_user_activity()
-        elif self._activity is not None:
-            self._queue_turn(UserTurn(audio=b"".join(self._activity)))
-            self._activity = None
-
-    async def _on_client_content(self, body: dict[str, Any]) -> None:
-        texts = [
-            str(part.get("text", ""))
-            for turn in body.get("turns", [])
-            for part in turn.get("parts", [])
-        ]
-        assert self.session is not None
-        self.session.history.extend(HistoryEntry("user", text) for text in texts if text)
-        if body.get("turnComplete"):
-            await self._on_user_activity()
-            self._queue_turn(UserTurn(text=" ".join(texts)))
-
-    async def _on_context_update(self, body: dict[str, Any]) -> None:
-        self._record("context.update", keys=sorted(body))
-
-    async def _on_tool_response(self, body: dict[str, Any]) -> None:
-        responses = body.get("functionResponses", [])
-        ids = [str(response.get("id", "")) for response in responses]
-        self._record("tool.response", ids=ids, responses=responses)
-        if not ids or any(call_id not in self._pending_calls for call_id in ids):
-            await self.close(wire.NOT_FOUND)  # the real service's answer to unknown ids
-            return
-        for call_id in ids:
-            del self._pending_calls[call_id]
-        if self._tool_waiter and not self._tool_waiter.done():
-            self._tool_answers.extend(responses)
-            if not self._pending_calls:
-                self._tool_waiter.set_result(self._tool_answers)
-
-    # -- turns ---------------------------------------------------------------------------
-
-    def _queue_turn(self, turn: UserTurn) -> None:
-        self._record("turn.queued", audio_bytes=len(turn.audio), text=turn.text)
-        self._turns.put_nowait(turn)
-
-    async def _on_user_activity(self) -> None:
-        """The user started speaking: barge in on a reply in flight, if the setup allows."""
-        task = self._reply_task
-        if task is None or task.done() or not self.interrupts:
-            return
-        task.cancel()
-        await asyncio.wait([task])
-        await self._send("serverContent", {"interrupted": True})
-        await self._send("serverContent", {"turnComplete": True})
-        if self._pending_calls:
-            await self._send("toolCallCancellation", {"ids": list(self._pending_calls)})
-        self._record(
-            "interrupted", cancelled_calls=list(self._pending_calls), sent=self._sent_audio
-        )
-        self._remember("model", "(interrupted)", self._sent_audio)
-        self._pending_calls.clear()
-
-    async def _responder(self) -> None:
-        """Answer queued user turns one at a time (NO_INTERRUPTION queues barge-ins)."""
-        while True:
-            turn = await self._turns.get()
-            self._reply_task = asyncio.create_task(self._reply(turn), name=f"reply-{self.number}")
-            try:
-                await asyncio.wait([self._reply_task])
-            finally:
-                self._reply_task.cancel()
-            if not self._reply_task.cancelled():  # cancelled means interrupted: next turn
-                self._reply_task.result()  # re-raises a failure of the reply
-
-    async def _reply(self, turn: UserTurn) -> None:
-        reply = self.shared.script.next_reply()
-        assert self.session is not None
-        self.session.turns += 1
-        self._sent_audio = 0
-        self._remember("user", turn.describe(), len(turn.audio))
-        self._record("turn.start", turn=self.session.turns)
-        if self.input_transcription:
-            await self._send(
-                "serverContent", {"inputTranscription": {"text": reply.heard or turn.describe()}}
-            )
-        await asyncio.sleep(self.shared.options.response_latency_s)
-        if reply.tool_calls:
-            await self._call_tools(reply.tool_calls)
-        await self._speak(reply, turn)
-
-    async def _speak(self, reply: Reply, turn: UserTurn) -> None:
-        assert self.session is not None
-        pcm = render_audio(reply, turn)
-        chunks = split_chunks(pcm)
-        text = reply.text or f"Reply {self.session.turns}."
-        pieces = split_words(text, len(chunks)) if self.output_transcription else []
-        clock = asyncio.get_running_loop().time
-        start, offset = clock(), 0.0
-        for index, chunk in enumerate(chunks):
-            await asyncio.sleep(max(0.0, start + offset * self.shared.options.pace - clock()))
-            await self._send_audio(chunk, pieces[index] if index < len(pieces) else "")
-            offset += duration_s(chunk, OUTPUT_RATE)
-        await self._send("serverContent", {"generationComplete": True})
-        self._record("generation.complete", audio_bytes=len(pcm))
-        # The server assumes real-time playback from the first chunk and holds turnComplete
-        # until that playback would end; a barge-in until then still interrupts.
-        hold = max(self.shared.options.pace, self.shared.options.playback_hold)
-        await asyncio.sleep(max(0.0, start + offset * hold - clock()))
-        await self._send("serverContent", {"turnComplete": True}, usageMetadata=_usage(turn, pcm))
-        self._remember("model", text, len(pcm))
-        self._record("turn.complete", turn=self.session.turns, audio_bytes=len(pcm))
-        if self.resumable:
-            await self._send_handle()
-
-    async def _send_audio(self, chunk: bytes, transcript: str) -> None:
-        assert self.session is not None
-        content: dict[str, Any] = {"modelTurn": {"parts": [wire.audio_part(chunk)]}}
-        transcription = {"outputTranscription": {"text": transcript}} if transcript else {}
-        if self.multi_part:
-            await self._send("serverContent", content | transcription)
-        else:  # 2.5 models: one part per event
-            await self._send("serverContent", content)
-            if transcription:
-                await self._send("serverContent", transcription)
-        self.session.downloaded_audio_bytes += len(chunk)
-        self._sent_audio += len(chunk)
-        self._record("audio.out", bytes=len(chunk))
-
-    async def _call_tools(self, calls: tuple[ToolCall, ...]) -> None:
-        ids = [f"function-call-{next(self.shared.call_ids)}" for _ in calls]
-        self._pending_calls = {call_id: call.name for call_id, call in zip(ids, calls, strict=True)}
-        self._tool_answers = []
-        self._tool_waiter = asyncio.get_running_loop().create_future()
-        if self.resumable:  # not resumable while a call is pending
-            await self._send("sessionResumptionUpdate", {})
-        function_calls = [
-            {"id": call_id, "name": call.name, "args": call.args}
-            for call_id, call in zip(ids, calls, strict=True)
-        ]
-        await self._send("toolCall", {"functionCalls": function_calls})
-        self._record("tool.call", ids=ids, names=[call.name for call in calls])
-        answers = await self._tool_waiter
-        for answer in answers:
-            self._remember("tool", f"{answer.get('name', '')}: {answer.get('response')}")
-
-    async def _send_handle(self) -> None:
-        assert self.session is not None
-        handle = self.shared.store.issue_handle(self.session)
-        await self._send("sessionResumptionUpdate", {"newHandle": handle, "resumable": True})
-        self._record("resumption.update", handle=handle)
-
-    # -- timers and faults ---------------------------------------------------------------
-
-    async def _lifetime(self) -> None:
-        options = self.shared.options
-        if options.connection_lifetime_s is None:
-            return
-        lead = min(options.go_away_lead_s, options.connection_lifetime_s)
-        await asyncio.sleep(options.connection_lifetime_s - lead)
-        await self._go_away(lead)
-
-    async def _go_away(self, lead: float) -> None:
-        """Announce the end of the connection; close it ``lead`` seconds later."""
-        await self._send("goAway", {"timeLeft": wire.duration_text(lead)})
-        self._record("go_away", time_left_s=lead)
-        self._spawn(self._close_later(lead, wire.DEADLINE), "deadline")
-
-    async def _close_later(self, delay: float, close: wire.Close) -> None:
-        await asyncio.sleep(delay)
-        await self.close(close)
-
-    async def _scheduled(self, scheduled: ScheduledFault) -> None:
-        await asyncio.sleep(scheduled.at_s)
-        await self.apply(scheduled.fault)
-
-    async def apply(self, fault: Fault) -> None:
-        """Produce ``fault`` on this connection now."""
-        self._record("fault", fault=fault.value)
-        if fault in FAULT_CLOSES:
-            await self.close(FAULT_CLOSES[fault])
-        elif fault is Fault.DROP:
-            self.ws.transport.abort()
-        elif fault is Fault.MALFORMED:
-            await self.ws.send(b"{this is not json")
-        elif fault is Fault.UNKNOWN_ONLY:
-            await self.ws.send(b'{"someFutureMessage": {}}')
-        elif fault is Fault.GO_AWAY:
-            await self._go_away(self.shared.options.go_away_lead_s)
-        elif fault is Fault.SLOW_PONGS:
-            self.ws.pong_delay = self.shared.options.slow_pong_s
-        elif fault is Fault.NO_PONGS:
-            self.ws.pong_delay = None
-
-    # -- helpers -------------------------------------------------------------------------
-
-    async def _send(self, kind: str, body: dict[str, Any], **extra: Any) -> None:
-        await self.ws.send(wire.server_message(kind, body, **extra))
-
-    def _remember(self, role: Role, text: str, audio_bytes: int = 0) -> None:
-        if self.session:
-            self.session.history.append(HistoryEntry(role, text, audio_bytes))
-
-    def _record(self, kind: str, **data: Any) -> None:
-        session = self.session.id if self.session else None
-        self.shared.timeline.record(kind, self.number, session, **data)
-
-
-def _usage(turn: UserTurn, reply_pcm: bytes) -> dict[str, Any]:
-    prompt = round(duration_s(turn.audio, INPUT_RATE) * TOKENS_PER_SECOND) or len(
-        (turn.text or "").split()
-    )
-    response = round(duration_s(reply_pcm, OUTPUT_RATE) * TOKENS_PER_SECOND)
-    return {
-        "promptTokenCount": prompt,
-        "responseTokenCount": response,
-        "totalTokenCount": prompt + response,
-        "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": prompt}],
-        "responseTokensDetails": [{"modality": "AUDIO", "tokenCount": response}],
-    }
+            await self.channel.close(wire.INTERNAL)

@@ -24,11 +24,14 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from pispeaker.emulator.certs import TlsMaterial, issue_tls
-from pispeaker.emulator.connection import ControlledConnection, Handshake, LiveConnection, Shared
+from pispeaker.emulator.channel import Shared
+from pispeaker.emulator.connection import LiveConnection
+from pispeaker.emulator.handshake import Handshake
 from pispeaker.emulator.options import EmulatorOptions, Fault
 from pispeaker.emulator.script import Script
 from pispeaker.emulator.store import SessionStore
 from pispeaker.emulator.timeline import Timeline
+from pispeaker.emulator.websocket import ControlledConnection
 
 PATH = re.compile(
     r"^/+ws/google\.ai\.generativelanguage\.(?P<version>v1alpha|v1beta|v1)"
