@@ -218,6 +218,10 @@ async def test_go_away_mid_utterance_loses_no_words(
     assert [e.connection for e in emulator.timeline.of("setup")] == [1, 2]
     assert State.CONNECTING not in rig.controller.record.states[2:]  # seamless for the user
     [session] = emulator.store.sessions.values()
+    # Nothing is sent while SPEAKING; what was sent just before may still be on its way.
+    async with asyncio.timeout(5):
+        while session.uploaded_audio_bytes < rig.controller.link.sent_bytes:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
     assert session.uploaded_audio_bytes == rig.controller.link.sent_bytes
     assert rig.controller.link.dropped_bytes == 0
 
