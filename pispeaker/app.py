@@ -11,6 +11,7 @@ from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError
 from pispeaker.audio.volume import Volume, state_dir
 from pispeaker.config import AudioConfig, Config, PanelConfig, WakeConfig
 from pispeaker.controller import Controller, MakeWake, Policy
+from pispeaker.live.instruction import session_instruction
 from pispeaker.live.link import LiveLink
 from pispeaker.live.port import Report
 from pispeaker.panel.gestures import Gesture
@@ -106,7 +107,10 @@ def build_controller(
     ``make_wake``'s listener (see ``wake_maker``) or by the button alone."""
 
     def make_link(report: Report, tools: list[Tool]) -> LiveLink:
-        return LiveLink(config.live, api_key, report, tools)
+        def instruction() -> str:  # made afresh for each session: it says when it starts
+            return session_instruction(config.live.system_instruction, config.assistant)
+
+        return LiveLink(config.live, api_key, report, tools, instruction=instruction)
 
     return Controller(
         source,

@@ -9,6 +9,7 @@ tree lists every key with its default and is kept in step with these models by a
 import difflib
 import json
 import tomllib
+import zoneinfo
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -27,6 +28,14 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from pispeaker.errors import ConfigError
+from pispeaker.live.models import (
+    DEFAULT_MODEL,
+    KNOWN,
+    ModelRules,
+    Proactive,
+    Thinking,
+    known_models,
+)
 from pispeaker.panel.looks import looks_for
 
 DEFAULT_CONFIG_PATH = Path("/etc/pispeaker/pispeaker.toml")
@@ -58,9 +67,9 @@ class LiveConfig(_Section):
     """How to reach the Gemini Live API and how the conversation behaves."""
 
     model: str = Field(
-        "gemini-2.5-flash-native-audio-preview-12-2025",
+        DEFAULT_MODEL,
         min_length=1,
-        description="Live model id, without the 'models/' prefix.",
+        description="Live model id, without the 'models/' prefix (see the README's models).",
     )
     api_version: Literal["v1", "v1beta", "v1alpha"] = Field(
         "v1beta", description="API version path segment: 'v1', 'v1beta' or 'v1alpha'."
@@ -108,6 +117,29 @@ class LiveConfig(_Section):
         "interrupt",
         description="Whether user speech interrupts the model's reply ('interrupt') or not.",
     )
+    google_search: bool = Field(
+        True, description="Let the model ground answers in Google Search (news, weather, ...)."
+    )
+    thinking_level: Literal["", "minimal", "low", "medium", "high"] = Field(
+        "",
+        description="How hard models with thinking levels think (3.8 extended thinking, 3.1); "
+        '"" for the model\'s default.',
+    )
+    thinking_budget: int = Field(
+        -1,
+        ge=-1,
+        le=32768,
+        description="Thinking tokens of 2.5 models (0 turns thinking off; -1 the model's "
+        "default, dynamic).",
+    )
+    proactive_audio: Literal["model", "on", "off"] = Field(
+        "model",
+        description="Whether the model may stay silent when it was not spoken to: 'model' "
+        "leaves it to the model (always on for 3.8), 'on' or 'off' (2.5, v1alpha).",
+    )
+    affective_dialog: bool = Field(
+        False, description="Adapt the voice to the user's tone (2.5 models on v1alpha only)."
+    )
     input_transcription: bool = Field(True, description="Ask for transcripts of the user.")
     output_transcription: bool = Field(True, description="Ask for transcripts of the model.")
     session_resumption: bool = Field(
@@ -141,6 +173,57 @@ class LiveConfig(_Section):
             raise ValueError("give the model id without the 'models/' prefix")
         return value
 
+    @field_validator("thinking_level")
+    @classmethod
+    def _thinking_level_fits(cls, value: str, info: ValidationInfo) -> str:
+        """Only models that think in levels take one."""
+        model, rules = _model_of(info)
+        if value and rules is not None and rules.thinking is not Thinking.LEVEL:
+            raise ValueError(f"{model} {_THINKING_HINT[rules.thinking]}; remove thinking_level")
+        return value
+
+    @field_validator("thinking_budget")
+    @classmethod
+    def _thinking_budget_fits(cls, value: int, info: ValidationInfo) -> int:
+        """Only models that think in tokens take a budget."""
+        model, rules = _model_of(info)
+        if value != -1 and rules is not None and rules.thinking is not Thinking.BUDGET:
+            raise ValueError(f"{model} {_THINKING_HINT[rules.thinking]}; remove thinking_budget")
+        return value
+
+    @field_validator("proactive_audio")
+    @classmethod
+    def _proactive_audio_fits(cls, value: str, info: ValidationInfo) -> str:
+        """Proactive audio is fixed on some models, missing on others, v1alpha on 2.5."""
+        model, rules = _model_of(info)
+        if value == "model" or rules is None:
+            return value
+        if rules.proactive_audio is Proactive.ALWAYS and value == "off":
+            raise ValueError(f"proactive audio is always on for {model}; remove the setting")
+        if rules.proactive_audio is Proactive.NEVER:
+            raise ValueError(f"{model} has no proactive audio; remove the setting")
+        _needs_v1alpha(rules.v1alpha_features and value == "on", "proactive audio", info)
+        return value
+
+    @field_validator("affective_dialog")
+    @classmethod
+    def _affective_dialog_fits(cls, value: bool, info: ValidationInfo) -> bool:
+        """Affective dialog exists only on 2.5 native-audio models, on v1alpha."""
+        model, rules = _model_of(info)
+        if value and rules is not None and not rules.affective_dialog:
+            raise ValueError(f"{model} has no affective dialog; set it to false")
+        _needs_v1alpha(value and rules is not None, "affective dialog", info)
+        return value
+
+    def warnings(self) -> list[str]:
+        """What is allowed but probably not meant."""
+        if self.model in KNOWN:
+            return []
+        return [
+            f"live.model: {self.model!r} is not a model pispeaker knows ({known_models()}); "
+            "it is used as given, with the rules of the default model"
+        ]
+
     @field_validator("base_url")
     @classmethod
     def _url_has_scheme(cls, value: str) -> str:
@@ -156,6 +239,25 @@ class LiveConfig(_Section):
         if value and not (parts[0].isalpha() and 2 <= len(parts[0]) <= 3):
             raise ValueError("must be a BCP-47 language code like 'en-US', or \"\"")
         return value
+
+
+_THINKING_HINT = {
+    Thinking.NONE: "reasons as it talks and takes no thinking setting",
+    Thinking.LEVEL: "takes thinking_level, not a budget",
+    Thinking.BUDGET: "takes thinking_budget, not a level",
+}
+
+
+def _model_of(info: ValidationInfo) -> tuple[str, ModelRules | None]:
+    """The model being configured and its rules (None if unknown: then nothing is checked,
+    since a new model's rules are not known)."""
+    model = str(info.data.get("model", DEFAULT_MODEL))
+    return model, KNOWN.get(model)
+
+
+def _needs_v1alpha(asked: bool, feature: str, info: ValidationInfo) -> None:
+    if asked and info.data.get("api_version") != "v1alpha":
+        raise ValueError(f'{feature} needs api_version = "v1alpha"')
 
 
 SampleFormatName = Literal["auto", "S16_LE", "S24_LE", "S24_3LE", "S32_LE", "FLOAT_LE"]
@@ -222,6 +324,33 @@ class AudioConfig(_Section):
         if channels and channel > channels:
             raise ValueError(f"channel {channel} does not exist: capture_channels is {channels}")
         return channel
+
+
+class AssistantConfig(_Section):
+    """Where and when the speaker is, so that "today", "tomorrow" and "here" mean something."""
+
+    location: str = Field(
+        "",
+        description='Where the speaker is, e.g. "Lyon, France"; "" to leave it unsaid.',
+    )
+    time_zone: str = Field(
+        "",
+        description='IANA time zone, e.g. "Europe/Paris"; "" for the system\'s.',
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone_exists(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name like 'Europe/Paris' "
+                "(timedatectl list-timezones lists them)"
+            ) from None
+        return value
 
 
 class ConversationConfig(_Section):
@@ -390,6 +519,9 @@ class Config(_Section):
     """The whole configuration file; every section is optional."""
 
     live: LiveConfig = Field(default_factory=LiveConfig, description="[live] section.")
+    assistant: AssistantConfig = Field(
+        default_factory=AssistantConfig, description="[assistant] section."
+    )
     audio: AudioConfig = Field(default_factory=AudioConfig, description="[audio] section.")
     conversation: ConversationConfig = Field(
         default_factory=ConversationConfig, description="[conversation] section."

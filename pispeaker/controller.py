@@ -4,11 +4,12 @@
 - the router (``conversation.routing``) sends microphone audio where the state says and plays
   the reply;
 - the device supervisor (``conversation.devices``) keeps the microphone and speaker open;
-- the tool runner (``conversation.toolrunner``) answers the model's function calls.
+- the Live session (``conversation.session``) opens and closes the link, turns its reports
+  into events, and runs the model's function calls (``conversation.toolrunner``).
 
-Here the Live link's reports become events, and each effect of the machine is wired to the
-part that carries it out. Every task belongs to one ``TaskOwner``; a bug in any of them ends
-``run`` with that error, for the supervisor.
+Here each effect of the machine is wired to the part that carries it out, and wake-word
+detections become events. Every task belongs to one ``TaskOwner``; a bug in any of them
+ends ``run`` with that error, for the supervisor.
 """
 
 import asyncio
@@ -22,25 +23,10 @@ from pispeaker.conversation.core import Change, Conversation, Handler, Policy, S
 from pispeaker.conversation.devices import DeviceSupervisor
 from pispeaker.conversation.history import History
 from pispeaker.conversation.routing import AudioRouter
+from pispeaker.conversation.session import LiveSession, MakeLink
 from pispeaker.conversation.tasks import TaskOwner
-from pispeaker.conversation.toolrunner import ToolRunner
-from pispeaker.live.port import (
-    Crashed,
-    Interrupted,
-    Kind,
-    Link,
-    LinkEvent,
-    Lost,
-    ModelAudio,
-    Ready,
-    Report,
-    ToolRequest,
-    ToolsCancelled,
-    Transcript,
-    TurnComplete,
-)
 from pispeaker.states import Effect, Event, State, Status
-from pispeaker.tools import Tool, ToolBox, builtin_tools
+from pispeaker.tools import ToolBox, builtin_tools
 from pispeaker.wake.detector import Frame
 from pispeaker.wake.listener import WakeListener
 
@@ -48,7 +34,6 @@ __all__ = ["Controller", "MakeLink", "MakeWake", "Policy"]
 
 log = logging.getLogger(__name__)
 
-MakeLink = Callable[[Report, list[Tool]], Link]
 MakeWake = Callable[[Callable[[Frame], None]], WakeListener]
 
 
@@ -75,14 +60,14 @@ class Controller:
     ) -> None:
         self.source, self.sink = source, sink
         self.volume = volume or Volume(initial=100)
-        self.backoff = backoff or Backoff()  # between reconnects
         self.on_state = on_state
-        self._sleep = sleep
         self._tasks = TaskOwner(self._crash)
         self.conversation = Conversation(policy or Policy(), self._tasks, sleep)
         box = ToolBox(builtin_tools(self._end_conversation, self.volume.set))
-        self.link = make_link(self._on_link_event, list(box.tools.values()))
-        self.tools = ToolRunner(box, self.link, self._tasks)
+        self.session = LiveSession(
+            self.conversation, self._tasks, make_link, box, sleep, self._crash
+        )
+        self.link, self.tools = self.session.link, self.session.tools
         self.wake = make_wake(self._on_wake) if make_wake else None
         self.router = AudioRouter(
             self.conversation, self._tasks, self.link, sink, self.volume, self.wake
@@ -95,6 +80,8 @@ class Controller:
             self.router.heard_gap,
             sleep,
         )
+        if backoff is not None:
+            self.session.backoff = backoff
         self.conversation.handlers = self._handlers()
         self.conversation.observers += [self.router.on_change, self._tell_state]
         self._run_task: asyncio.Task[None] | None = None
@@ -106,6 +93,15 @@ class Controller:
     def status(self) -> Status:
         """The state machine's current status."""
         return self.conversation.status
+
+    @property
+    def backoff(self) -> Backoff:
+        """The delays between reconnects."""
+        return self.session.backoff
+
+    @backoff.setter
+    def backoff(self, backoff: Backoff) -> None:
+        self.session.backoff = backoff
 
     @property
     def policy(self) -> Policy:
@@ -190,39 +186,6 @@ class Controller:
             "" if change.effects else f"; ignored while {state.value}",
         )
 
-    def _on_link_event(self, event: LinkEvent) -> None:
-        match event:
-            case Ready():
-                self.dispatch(Event.SESSION_READY)
-            case ModelAudio(pcm=pcm):
-                self.dispatch(Event.MODEL_AUDIO, pcm)
-            case Transcript(speaker=speaker, text=text):
-                self._transcript(speaker, text)
-            case TurnComplete():
-                self.dispatch(Event.TURN_COMPLETE)
-            case Interrupted():
-                self.tools.cancel_all()
-                self.dispatch(Event.SERVER_INTERRUPTED)
-            case ToolRequest():
-                self.tools.start(event)
-            case ToolsCancelled(ids=ids):
-                self.tools.cancel(ids)
-            case Lost(failure=failure):
-                log.warning("Live session lost: %s", failure.message)
-                if failure.kind is Kind.FATAL:
-                    self.conversation.report_error(failure.message)
-                    self.dispatch(Event.FATAL_ERROR, failure.message)
-                else:
-                    self.dispatch(Event.CONNECTION_LOST, failure.message)
-            case Crashed(error=error):
-                self._crash(error)
-
-    def _transcript(self, speaker: str, text: str) -> None:
-        if self.policy.log_transcripts:
-            log.info("%s said: %s", speaker, text)
-        if speaker == "user":
-            self.dispatch(Event.USER_TURN_ENDED)
-
     def _end_conversation(self) -> None:
         """The end_conversation tool's action."""
         self.dispatch(Event.END_CONVERSATION)
@@ -242,12 +205,17 @@ class Controller:
     # -- effects out ------------------------------------------------------------------------
 
     def _handlers(self) -> dict[Effect, Handler]:
-        policy, conversation, router = self.policy, self.conversation, self.router
+        policy, conversation, router, session = (
+            self.policy,
+            self.conversation,
+            self.router,
+            self.session,
+        )
         return {
-            Effect.OPEN_SESSION: self._open_session,
-            Effect.CLOSE_SESSION: self._close_session,
-            Effect.RECONNECT: self._reconnect,
-            Effect.REPORT_OFFLINE: self._report_offline,
+            Effect.OPEN_SESSION: session.open,
+            Effect.CLOSE_SESSION: session.close,
+            Effect.RECONNECT: session.reconnect,
+            Effect.REPORT_OFFLINE: session.report_offline,
             Effect.SEND_PREROLL: router.send_preroll,
             Effect.PLAY_AUDIO: router.play,
             Effect.AWAIT_PLAYBACK: router.await_playback,
@@ -266,30 +234,3 @@ class Controller:
             Effect.EARCON_END: lambda _: router.earcon(660.0),
             Effect.EARCON_ERROR: lambda _: router.earcon(220.0),
         }
-
-    def _open_session(self, _change: Change) -> None:
-        self.link.open()
-        self._tasks.start("session-limit", self._session_limit())
-
-    async def _session_limit(self) -> None:
-        await self._sleep(self.policy.max_session_s)
-        self.dispatch(Event.SESSION_LIMIT)
-
-    def _close_session(self, _change: Change) -> None:
-        self.tools.cancel_all()
-        self._tasks.cancel("session-limit")
-        self.link.stop()
-
-    def _reconnect(self, change: Change) -> None:
-        if change.after.reconnects == 1:
-            self.backoff.reset()  # the first of a run: the last session was ready
-        self.conversation.in_state("reconnect", self._reopen(self.backoff.next_delay()))
-
-    async def _reopen(self, delay: float) -> None:
-        await self._sleep(delay)
-        self.link.open(resume=True)
-
-    def _report_offline(self, change: Change) -> None:
-        message = f"offline: {change.before.reconnects} reconnects failed"
-        log.warning("Live session lost: %s", message)
-        self.conversation.report_error(message)

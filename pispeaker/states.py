@@ -44,6 +44,8 @@ class Event(enum.Enum):
     TURN_COMPLETE = "turn complete"  # the model's turn is over (its audio may still play)
     REPLY_DONE = "reply done"  # turnComplete arrived and the reply has finished playing
     SERVER_INTERRUPTED = "server interrupted"  # the server cut its reply (voice barge-in)
+    REASONING_STARTED = "reasoning started"  # the model reasons on after this turn
+    REASONING_DONE = "reasoning done"  # its last turn of the request is coming or came
     FLASH_DONE = "flash done"  # the INTERRUPTED flash has been shown
     FOLLOW_UP_EXPIRED = "follow-up expired"  # nobody spoke within the follow-up window
     SESSION_LIMIT = "session limit"  # the conversation reached its maximum length
@@ -92,13 +94,16 @@ class Status:
     - ``closing``: the model called end_conversation: end once its reply (a goodbye) is done;
     - ``dropping``: playback was flushed: the rest of that turn's audio is not played, until
       its turnComplete or a new session (a turn cut off with its connection never ends);
-    - ``reconnects``: reconnects since the last session was ready.
+    - ``reconnects``: reconnects since the last session was ready;
+    - ``reasoning``: the model reasons in the background: a reply that ends is not its
+      answer yet, so the speaker keeps THINKING and the follow-up window waits.
     """
 
     state: State = State.IDLE
     closing: bool = False
     dropping: bool = False
     reconnects: int = 0
+    reasoning: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,8 @@ def _to(state: State, *effects: Effect) -> Rule:
         if state not in CONVERSATION:
             return Status(state), effects
         closing = status.closing and state in _CLOSABLE
-        return Status(state, closing, status.dropping or flushes, status.reconnects), effects
+        dropping = status.dropping or flushes
+        return replace(status, state=state, closing=closing, dropping=dropping), effects
 
     return rule
 
@@ -181,8 +187,9 @@ def _turn_complete(status: Status, _options: Options) -> Transition:
 
 
 def _session_ready(status: Status, _options: Options) -> Transition:
-    """A new or resumed session: reconnecting worked, and no turn of the old one goes on."""
-    fresh = replace(status, dropping=False, reconnects=0)
+    """A new or resumed session: reconnecting worked, and no turn (or reasoning) of the old
+    one goes on."""
+    fresh = replace(status, dropping=False, reconnects=0, reasoning=False)
     if status.state is State.CONNECTING:
         return replace(fresh, state=State.LISTENING), (Effect.START_FOLLOW_UP,)
     return fresh, ()
@@ -193,8 +200,14 @@ def _connection_lost(status: Status, options: Options) -> Transition:
     if status.reconnects >= options.max_reconnects:
         return Status(State.ERROR), (Effect.REPORT_OFFLINE, *_FAIL)
     flush = () if status.state is State.CONNECTING else (Effect.FLUSH_PLAYBACK,)
-    connecting = Status(State.CONNECTING, False, status.dropping or bool(flush))
-    return replace(connecting, reconnects=status.reconnects + 1), (*flush, Effect.RECONNECT)
+    connecting = replace(
+        status,
+        state=State.CONNECTING,
+        closing=False,
+        dropping=status.dropping or bool(flush),
+        reconnects=status.reconnects + 1,
+    )
+    return connecting, (*flush, Effect.RECONNECT)
 
 
 def _wake_barge_in(status: Status, options: Options) -> Transition:
@@ -206,7 +219,13 @@ def _wake_barge_in(status: Status, options: Options) -> Transition:
 def _reply_done(status: Status, _options: Options) -> Transition:
     if status.closing:
         return Status(State.IDLE), _END
+    if status.reasoning:  # that was not the answer yet
+        return replace(status, state=State.THINKING), ()
     return replace(status, state=State.LISTENING), (Effect.START_FOLLOW_UP,)
+
+
+def _reasoning(in_progress: bool) -> Rule:
+    return lambda status, _options: (replace(status, reasoning=in_progress), ())
 
 
 def _close_after_reply(status: Status, _options: Options) -> Transition:
@@ -261,6 +280,8 @@ _IN_CONVERSATION: dict[Event, Rule] = {
     Event.SESSION_LIMIT: _to(State.IDLE, *_END),
     Event.END_CONVERSATION: _to(State.IDLE, *_END),  # SPEAKING overrides: after the reply
     Event.SESSION_READY: _session_ready,
+    Event.REASONING_STARTED: _reasoning(True),
+    Event.REASONING_DONE: _reasoning(False),
     Event.TURN_COMPLETE: _turn_complete,
     Event.CONNECTION_LOST: _connection_lost,
     Event.FATAL_ERROR: _to(State.ERROR, *_FAIL),

@@ -9,21 +9,31 @@ import datetime
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
 Response = dict[str, Any]
+#: What the model does with the answer of a NON_BLOCKING call: nothing more (SILENT), speak
+#: of it once it has finished talking (WHEN_IDLE), or stop and speak of it now (INTERRUPT).
+Scheduling = Literal["SILENT", "WHEN_IDLE", "INTERRUPT"]
 
 
 @dataclass(frozen=True)
 class Tool:
-    """One callable function, declared to the model in the session setup."""
+    """One callable function, declared to the model in the session setup.
+
+    ``blocking``: the model needs the answer before it can go on (it waits, where the model
+    can); otherwise it talks on while the call runs, and ``scheduling`` says what it does
+    with the answer.
+    """
 
     name: str
     description: str
     parameters: dict[str, Any]  # JSON schema of an object
     run: Callable[[dict[str, Any]], Awaitable[Any]]
+    blocking: bool = True
+    scheduling: Scheduling = "WHEN_IDLE"
 
 
 class ToolError(Exception):
@@ -78,6 +88,9 @@ def builtin_tools(
             "End the conversation when the user is done (say goodbye first).",
             {"type": "object", "properties": {}},
             end,
+            # The model says goodbye as the call runs; the answer needs no more words.
+            blocking=False,
+            scheduling="SILENT",
         ),
         Tool(
             "set_volume",
@@ -95,11 +108,16 @@ def builtin_tools(
                 "required": ["level"],
             },
             volume,
+            # The model says "OK" as the call runs; the new volume is answer enough.
+            blocking=False,
+            scheduling="SILENT",
         ),
         Tool(
             "get_local_time",
             "The current local date and time with the UTC offset.",
             {"type": "object", "properties": {}},
             local_time,
+            blocking=True,  # the model needs the time to answer; where it cannot wait, it
+            scheduling="WHEN_IDLE",  # tells the time once it has finished talking
         ),
     ]

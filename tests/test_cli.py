@@ -118,3 +118,17 @@ def test_emulator_command_serves_until_interrupted(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
+
+
+def test_check_config_shows_the_ga_model_and_search() -> None:
+    result = pispeaker("check-config", "config/pispeaker.toml")
+    assert 'model = "gemini-3.8-live"' in result.stdout
+    assert "google_search = true" in result.stdout
+
+
+def test_check_config_warns_of_an_unknown_model(tmp_path: Path) -> None:
+    path = tmp_path / "new.toml"
+    path.write_text('[live]\nmodel = "gemini-9-live"\n', encoding="utf-8")
+    result = pispeaker("check-config", str(path))
+    assert result.returncode == 0
+    assert "# warning: live.model: 'gemini-9-live' is not a model pispeaker knows" in result.stderr

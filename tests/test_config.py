@@ -98,7 +98,7 @@ def test_unknown_section_suggests_the_nearest(tmp_path: Path) -> None:
 def test_unknown_section_without_a_near_one_lists_the_sections(tmp_path: Path) -> None:
     assert problems_of(tmp_path, "[zzzzzz]\n") == [
         "zzzzzz: unknown section (sections are "
-        "'live', 'audio', 'conversation', 'wake', 'panel', 'logging')"
+        "'live', 'assistant', 'audio', 'conversation', 'wake', 'panel', 'logging')"
     ]
 
 
@@ -185,3 +185,56 @@ def test_custom_model_paths_and_per_model_thresholds_are_accepted(tmp_path: Path
     )
     assert config.wake.threshold_of("kitchen") == 0.7
     assert config.wake.threshold_of("alexa") == 0.5
+
+
+# -- the model's rules -----------------------------------------------------------------------
+
+
+def test_the_ga_model_and_search_are_the_defaults() -> None:
+    assert Config().live.model == "gemini-3.8-live"
+    assert Config().live.google_search
+
+
+def test_settings_the_ga_model_refuses_are_all_reported_before_any_connection(
+    tmp_path: Path,
+) -> None:
+    problems = problems_of(
+        tmp_path,
+        '[live]\nthinking_level = "low"\nproactive_audio = "off"\naffective_dialog = true\n',
+    )
+    assert len(problems) == 3
+    assert problems[0].startswith("live.thinking_level: gemini-3.8-live reasons as it talks")
+    assert problems[1].startswith("live.proactive_audio: proactive audio is always on")
+    assert problems[2].startswith("live.affective_dialog: gemini-3.8-live has no affective")
+
+
+def test_a_thinking_setting_must_be_the_kind_the_model_takes(tmp_path: Path) -> None:
+    text = (
+        '[live]\nmodel = "gemini-2.5-flash-native-audio-preview-12-2025"\nthinking_level = "low"\n'
+    )
+    [problem] = problems_of(tmp_path, text)
+    assert "takes thinking_budget, not a level" in problem
+    extended = '[live]\nmodel = "gemini-3.8-live-extended-thinking"\nthinking_level = "high"\n'
+    assert load_config(write(tmp_path, extended)).live.thinking_level == "high"
+
+
+def test_proactive_audio_on_2_5_needs_v1alpha(tmp_path: Path) -> None:
+    text = '[live]\nmodel = "gemini-2.5-flash-native-audio-preview-12-2025"\n'
+    [problem] = problems_of(tmp_path, text + 'proactive_audio = "on"\n')
+    assert problem.startswith('live.proactive_audio: proactive audio needs api_version = "v1alpha"')
+    allowed = text + 'api_version = "v1alpha"\nproactive_audio = "on"\naffective_dialog = true\n'
+    assert load_config(write(tmp_path, allowed)).live.proactive_audio == "on"
+
+
+def test_an_unknown_model_is_used_with_a_warning_naming_the_known_ones(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[live]\nmodel = "gemini-9-live"\n'))
+    [warning] = config.live.warnings()
+    assert "'gemini-9-live' is not a model pispeaker knows" in warning
+    assert "gemini-3.8-live" in warning
+    assert Config().live.warnings() == []
+
+
+def test_an_unknown_time_zone_names_the_way_to_list_them(tmp_path: Path) -> None:
+    [problem] = problems_of(tmp_path, '[assistant]\ntime_zone = "Europe/Lyon"\n')
+    assert problem.startswith("assistant.time_zone: unknown time zone 'Europe/Lyon'")
+    assert "timedatectl list-timezones" in problem

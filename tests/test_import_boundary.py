@@ -17,6 +17,7 @@ CORE = [
     "pispeaker.conversation.core",
     "pispeaker.conversation.routing",
     "pispeaker.conversation.devices",
+    "pispeaker.conversation.session",
     "pispeaker.conversation.toolrunner",
     "pispeaker.conversation.tasks",
     "pispeaker.conversation.history",

@@ -36,6 +36,7 @@ CONNECTING   SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EA
 CONNECTING   END_CONVERSATION    -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 CONNECTING   CONNECTION_LOST     -> CONNECTING+reconnects=1 RECONNECT
 CONNECTING   TURN_COMPLETE       -> CONNECTING   AWAIT_PLAYBACK
+CONNECTING   REASONING_STARTED   -> CONNECTING+reasoning
 CONNECTING   FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
 CONNECTING   DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
@@ -44,6 +45,7 @@ LISTENING    USER_SILENCE        -> LISTENING    START_FOLLOW_UP
 LISTENING    USER_TURN_ENDED     -> THINKING
 LISTENING    MODEL_AUDIO         -> SPEAKING     PLAY_AUDIO
 LISTENING    TURN_COMPLETE       -> LISTENING    AWAIT_PLAYBACK
+LISTENING    REASONING_STARTED   -> LISTENING+reasoning
 LISTENING    REPLY_DONE          -> LISTENING    START_FOLLOW_UP
 LISTENING    FOLLOW_UP_EXPIRED   -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 LISTENING    BUTTON_PRESS        -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
@@ -56,6 +58,7 @@ LISTENING    DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
 THINKING     MODEL_AUDIO         -> SPEAKING     PLAY_AUDIO
 THINKING     TURN_COMPLETE       -> THINKING     AWAIT_PLAYBACK
+THINKING     REASONING_STARTED   -> THINKING+reasoning
 THINKING     REPLY_DONE          -> LISTENING    START_FOLLOW_UP
 THINKING     SERVER_INTERRUPTED  -> LISTENING    START_FOLLOW_UP
 THINKING     BUTTON_PRESS        -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
@@ -68,6 +71,7 @@ THINKING     DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
 SPEAKING     MODEL_AUDIO         -> SPEAKING     PLAY_AUDIO
 SPEAKING     TURN_COMPLETE       -> SPEAKING     AWAIT_PLAYBACK
+SPEAKING     REASONING_STARTED   -> SPEAKING+reasoning
 SPEAKING     REPLY_DONE          -> LISTENING    START_FOLLOW_UP
 SPEAKING     SERVER_INTERRUPTED  -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
 SPEAKING     BUTTON_PRESS        -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
@@ -81,6 +85,7 @@ SPEAKING     DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
 INTERRUPTED  FLASH_DONE          -> LISTENING    START_FOLLOW_UP
 INTERRUPTED  TURN_COMPLETE       -> INTERRUPTED  AWAIT_PLAYBACK
+INTERRUPTED  REASONING_STARTED   -> INTERRUPTED+reasoning
 INTERRUPTED  BUTTON_PRESS        -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 INTERRUPTED  BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 INTERRUPTED  SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
@@ -189,6 +194,45 @@ def test_the_wake_word_interrupts_a_reply_only_when_the_owner_wants_it() -> None
     interrupted, effects = transition(speaking, Event.WAKE_WORD, Options(wake_barge_in=True))
     assert interrupted == Status(State.INTERRUPTED, dropping=True)
     assert Effect.SEND_PREROLL in effects
+
+
+def test_a_reply_while_the_model_reasons_is_not_its_answer() -> None:
+    # Extended thinking: a quick acknowledgment, then the answer after background reasoning.
+    status, history = Status(State.LISTENING), []
+    for event in [
+        Event.USER_TURN_ENDED,
+        Event.REASONING_STARTED,
+        Event.MODEL_AUDIO,  # "let me think about that"
+        Event.TURN_COMPLETE,
+        Event.REPLY_DONE,
+        Event.MODEL_AUDIO,  # the answer
+        Event.REASONING_DONE,
+        Event.TURN_COMPLETE,
+        Event.REPLY_DONE,
+    ]:
+        status, effects = transition(status, event)
+        history.append((status.state, effects))
+    states = [state for state, _ in history]
+    assert states == [
+        State.THINKING,
+        State.THINKING,
+        State.SPEAKING,
+        State.SPEAKING,
+        State.THINKING,  # still thinking: no follow-up window yet
+        State.SPEAKING,
+        State.SPEAKING,
+        State.SPEAKING,
+        State.LISTENING,
+    ]
+    assert history[4][1] == ()
+    assert history[-1][1] == (Effect.START_FOLLOW_UP,)
+
+
+@pytest.mark.parametrize("state", DROPPING)
+def test_reasoning_ends_with_its_session_and_its_conversation(state: State) -> None:
+    reasoning = Status(state, reasoning=True)
+    assert not transition(reasoning, Event.SESSION_READY)[0].reasoning
+    assert not transition(reasoning, Event.BUTTON_HOLD)[0].reasoning
 
 
 def test_closing_survives_reply_audio() -> None:

@@ -89,10 +89,13 @@ async def test_declared_in_the_setup_and_answered_end_to_end(emulator: LiveEmula
     await recorder.wait_for(TurnComplete)
     await link.close()
     [setup] = emulator.timeline.of("setup")
-    declared = setup.data["setup"]["tools"][0]["functionDeclarations"]
+    tools = setup.data["setup"]["tools"]
+    [declared] = [tool["functionDeclarations"] for tool in tools if "functionDeclarations" in tool]
     assert [d["name"] for d in declared] == ["end_conversation", "set_volume", "get_local_time"]
+    assert {"googleSearch": {}} in tools  # on by default
     assert declared[1]["parametersJsonSchema"]["required"] == ["level"]
     [answered] = emulator.timeline.of("tool.response")
     assert answered.data["responses"][0]["response"] == {"output": "volume set to 7"}
     assert calls == [7]
-    assert connect_config(LiveConfig(), tools=[]).tools is None  # no tools: no tools key
+    no_search = LiveConfig().model_copy(update={"google_search": False})
+    assert connect_config(no_search, tools=[]).tools is None  # no tools: no tools key

@@ -17,6 +17,7 @@ from google.genai import errors, types
 from google.genai.live import AsyncSession
 
 from pispeaker.config import LiveConfig
+from pispeaker.live.models import ModelRules, Proactive, known_models, rules_of
 from pispeaker.live.port import (
     Failure,
     Kind,
@@ -24,6 +25,7 @@ from pispeaker.live.port import (
     Speaker,
     ToolRequest,
     Transcript,
+    Usage,
 )
 from pispeaker.tools import Tool
 
@@ -73,13 +75,19 @@ def _websocket_args(live: LiveConfig) -> dict[str, Any]:
 
 
 def connect_config(
-    live: LiveConfig, resume_handle: str | None = None, tools: list[types.Tool] | None = None
+    live: LiveConfig,
+    resume_handle: str | None = None,
+    tools: list[Tool] | None = None,
+    instruction: str | None = None,
 ) -> types.LiveConnectConfig:
-    """The LiveConnectConfig for one session (``resume_handle`` continues an earlier one)."""
+    """The LiveConnectConfig for one session of ``live.model`` (``resume_handle`` continues
+    an earlier one), declaring ``tools`` the way the model runs them; ``instruction`` is the
+    system instruction (default: ``live.system_instruction`` alone)."""
+    rules = rules_of(live.model)
     return types.LiveConnectConfig(
-        tools=tools or None,
+        tools=declarations(tools or [], rules, live.google_search) or None,
         response_modalities=[types.Modality.AUDIO],
-        system_instruction=live.system_instruction,
+        system_instruction=instruction or live.system_instruction,
         speech_config=types.SpeechConfig(
             voice_config=types.VoiceConfig(
                 prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=live.voice)
@@ -106,6 +114,9 @@ def connect_config(
             if live.context_window_compression
             else None
         ),
+        thinking_config=_thinking(live),
+        proactivity=_proactivity(live, rules),
+        enable_affective_dialog=live.affective_dialog or None,
     )
 
 
@@ -113,22 +124,43 @@ def _enabled(flag: bool) -> types.AudioTranscriptionConfig | None:
     return types.AudioTranscriptionConfig() if flag else None
 
 
-def declarations(tools: list[Tool]) -> list[types.Tool]:
-    """The tools as the session setup declares them (JSON schema parameters)."""
-    if not tools:
-        return []
-    return [
-        types.Tool(
-            function_declarations=[
-                types.FunctionDeclaration(
-                    name=tool.name,
-                    description=tool.description,
-                    parameters_json_schema=tool.parameters,
-                )
-                for tool in tools
-            ]
-        )
-    ]
+def _thinking(live: LiveConfig) -> types.ThinkingConfig | None:
+    """Only what the owner set (the config has checked the model takes it)."""
+    if live.thinking_level:
+        return types.ThinkingConfig(thinking_level=types.ThinkingLevel(live.thinking_level.upper()))
+    if live.thinking_budget != -1:
+        return types.ThinkingConfig(thinking_budget=live.thinking_budget)
+    return None
+
+
+def _proactivity(live: LiveConfig, rules: ModelRules) -> types.ProactivityConfig | None:
+    """Sent only where it is a choice: a model that always or never has it refuses it."""
+    if live.proactive_audio == "model" or rules.proactive_audio is not Proactive.OPTIONAL:
+        return None
+    return types.ProactivityConfig(proactive_audio=live.proactive_audio == "on")
+
+
+def declarations(tools: list[Tool], rules: ModelRules, google_search: bool) -> list[types.Tool]:
+    """The tools as the session setup declares them: functions with JSON schema parameters,
+    NON_BLOCKING where the model runs them so (see ``ModelRules.runs_async``), and Google
+    Search when asked for."""
+    declared = []
+    if tools:
+        functions = [_function(tool, rules) for tool in tools]
+        declared.append(types.Tool(function_declarations=functions))
+    if google_search:
+        declared.append(types.Tool(google_search=types.GoogleSearch()))
+    return declared
+
+
+def _function(tool: Tool, rules: ModelRules) -> types.FunctionDeclaration:
+    asynchronous = rules.runs_async(tool)
+    return types.FunctionDeclaration(
+        name=tool.name,
+        description=tool.description,
+        parameters_json_schema=tool.parameters,
+        behavior=types.Behavior.NON_BLOCKING if asynchronous else None,
+    )
 
 
 class Session:
@@ -141,9 +173,17 @@ class Session:
         """Send one chunk of 16 kHz s16le microphone audio."""
         await self._session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=INPUT_MIME))
 
-    async def respond(self, request: ToolRequest, response: dict[str, Any]) -> None:
-        """Answer one tool call."""
-        answer = types.FunctionResponse(id=request.id, name=request.name, response=response)
+    async def respond(
+        self, request: ToolRequest, response: dict[str, Any], scheduling: str | None = None
+    ) -> None:
+        """Answer one tool call; ``scheduling`` (SILENT, WHEN_IDLE, INTERRUPT) says what the
+        model does with the answer of a NON_BLOCKING call."""
+        answer = types.FunctionResponse(
+            id=request.id,
+            name=request.name,
+            response=response,
+            scheduling=types.FunctionResponseScheduling(scheduling) if scheduling else None,
+        )
         await self._session.send_tool_response(function_responses=[answer])
 
     async def close(self) -> None:
@@ -159,10 +199,15 @@ class Session:
 
 @contextlib.asynccontextmanager
 async def connect(
-    client: genai.Client, live: LiveConfig, handle: str | None, tools: list[Tool]
+    client: genai.Client,
+    live: LiveConfig,
+    handle: str | None,
+    tools: list[Tool],
+    instruction: str | None = None,
 ) -> AsyncIterator[Session]:
-    """Open a session of ``live.model`` (resuming ``handle`` if given) declaring ``tools``."""
-    config = connect_config(live, handle, declarations(tools))
+    """Open a session of ``live.model`` (resuming ``handle`` if given) declaring ``tools``,
+    with ``instruction`` as its system instruction."""
+    config = connect_config(live, handle, tools, instruction)
     async with client.aio.live.connect(model=live.model, config=config) as session:
         yield Session(session)
 
@@ -183,7 +228,34 @@ def translate(message: types.LiveServerMessage) -> Message:
         cancelled_calls=tuple(cancelled.ids or ()) if cancelled else (),
         go_away_s=_seconds(message.go_away.time_left) if message.go_away else None,
         handle=update.new_handle if update and update.resumable and update.new_handle else None,
+        reasoning=_REASONING.get(content.interaction_status)
+        if content.interaction_status
+        else None,
+        usage=_usage_of(message.usage_metadata),
+        search_queries=_queries_of(content.grounding_metadata),
     )
+
+
+_REASONING = {
+    types.InteractionStatus.IN_PROGRESS: True,
+    types.InteractionStatus.IDLE: False,
+    types.InteractionStatus.REQUIRES_ACTION: False,  # the deprecated name of IDLE
+}
+
+
+def _reasoning_of(status: types.InteractionStatus | None) -> bool | None:
+    return _REASONING.get(status) if status else None
+
+
+def _usage_of(usage: types.UsageMetadata | None) -> Usage | None:
+    if usage is None:
+        return None
+    prompt, response = usage.prompt_token_count or 0, usage.response_token_count or 0
+    return Usage(prompt, response, usage.total_token_count or prompt + response)
+
+
+def _queries_of(grounding: types.GroundingMetadata | None) -> tuple[str, ...] | None:
+    return tuple(grounding.web_search_queries or ()) if grounding else None
 
 
 def _audio_of(content: types.LiveServerContent) -> tuple[bytes, ...]:
@@ -248,8 +320,8 @@ def _close(code: int, reason: str) -> Failure:
     if code == 1008:
         return Failure(
             Kind.FATAL,
-            f"model or feature not available (1008: {reason}); check live.model and "
-            "live.api_version",
+            f"model or feature not available (1008: {reason}); check live.model (known: "
+            f"{known_models()}) and live.api_version",
             code,
         )
     if any(word in reason.lower() for word in _QUOTA_WORDS):

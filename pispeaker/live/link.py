@@ -12,19 +12,22 @@ only through ``pispeaker.live.genai``.
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pispeaker.audio.pcm import INPUT_RATE, byte_count
 from pispeaker.config import LiveConfig
 from pispeaker.live import genai
+from pispeaker.live.models import rules_of
 from pispeaker.live.port import (
     Crashed,
+    Grounded,
     Interrupted,
     Lost,
     Message,
     ModelAudio,
     Ready,
+    Reasoning,
     Report,
     ToolRequest,
     ToolsCancelled,
@@ -55,10 +58,13 @@ class LiveLink:
         report: Report,
         tools: list[Tool] | None = None,
         client: genai.Client | None = None,
+        instruction: Callable[[], str] | None = None,
     ) -> None:
         self._live = live
         self._report = report
-        self._tools = tools or []
+        self._tools = {tool.name: tool for tool in tools or []}
+        self._rules = rules_of(live.model)
+        self._instruction = instruction or (lambda: live.system_instruction)
         self._client = client or genai.make_client(live, api_key)
         self._chunk = byte_count(live.uplink_chunk_ms / 1000, INPUT_RATE)
         self._limit = byte_count(OUTBOX_LIMIT_S, INPUT_RATE)
@@ -118,7 +124,14 @@ class LiveLink:
         if self._session is None:
             log.warning("tool %s answered after its session ended; dropped", request.name)
             return
-        await self._session.respond(request, response)
+        await self._session.respond(request, response, self._scheduling(request.name))
+
+    def _scheduling(self, name: str) -> str | None:
+        """What the model does with the answer: only NON_BLOCKING calls are scheduled."""
+        tool = self._tools.get(name)
+        if tool is None or not self._rules.runs_async(tool):
+            return None
+        return tool.scheduling
 
     def _check_crash(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and (error := task.exception()) is not None:
@@ -146,7 +159,8 @@ class LiveLink:
     async def _connect_once(self, handle: str | None) -> bool:
         """Serve one session; True when it ended for a handover."""
         self._in_turn = self._handover_now = False
-        async with genai.connect(self._client, self._live, handle, self._tools) as session:
+        tools, instruction = list(self._tools.values()), self._instruction()
+        async with genai.connect(self._client, self._live, handle, tools, instruction) as session:
             self._session = session
             self._report(Ready(resumed=handle is not None))
             try:
@@ -199,6 +213,8 @@ class LiveLink:
             self._report(request)
         if message.cancelled_calls:
             self._report(ToolsCancelled(message.cancelled_calls))
+        if message.reasoning is not None:  # before the turn ends: the turn is not the last
+            self._report(Reasoning(message.reasoning))
         if message.interrupted:
             if self.mark:
                 self.mark("downlink.interrupted", None)
@@ -210,6 +226,10 @@ class LiveLink:
                 self._report(ModelAudio(whole))
         for transcript in message.transcripts:
             self._report(transcript)
+        if message.search_queries is not None:
+            self._report(Grounded(message.search_queries))
+        if message.usage is not None:
+            self._report(message.usage)
         if message.turn_complete:
             self._report(TurnComplete())
 

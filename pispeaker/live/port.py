@@ -80,6 +80,35 @@ class ToolsCancelled:
 
 
 @dataclass(frozen=True)
+class Reasoning:
+    """The model reasons in the background (``in_progress``) or has finished: a request can
+    then bring several turns, the last one the answer (interactionStatus)."""
+
+    in_progress: bool
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens the service counted (``usageMetadata``); they add up over a conversation."""
+
+    prompt: int = 0
+    response: int = 0
+    total: int = 0
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(
+            self.prompt + other.prompt, self.response + other.response, self.total + other.total
+        )
+
+
+@dataclass(frozen=True)
+class Grounded:
+    """The answer was grounded in Google Search, with these queries."""
+
+    queries: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Crashed:
     """A bug in pispeaker (not a network or service failure) ended the link."""
 
@@ -101,6 +130,9 @@ LinkEvent = (
     | Interrupted
     | ToolRequest
     | ToolsCancelled
+    | Reasoning
+    | Usage
+    | Grounded
     | Lost
     | Crashed
 )
@@ -120,6 +152,9 @@ class Message:
     cancelled_calls: tuple[str, ...] = ()
     go_away_s: float | None = None  # seconds until the server closes the connection
     handle: str | None = None  # a new resumption handle (only when resumable)
+    reasoning: bool | None = None  # interactionStatus: IN_PROGRESS True, IDLE False
+    usage: Usage | None = None
+    search_queries: tuple[str, ...] | None = None  # groundingMetadata, when present
 
 
 class Link(Protocol):

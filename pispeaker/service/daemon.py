@@ -112,6 +112,8 @@ class Daemon:
     def _prepare(self) -> Settings:
         """Everything that may fail on bad input: the file, the key, the wake-word models."""
         config = self._load_config()
+        for warning in config.live.warnings():
+            log.warning("%s", warning)
         api_key = require_api_key(config.live, self._environ)
         make_wake = wake_maker(config.wake)
         return Settings(config, api_key.value.get_secret_value(), make_wake)
