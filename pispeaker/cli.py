@@ -68,6 +68,9 @@ def _add_demo(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     demo.add_argument(
         "--fast", action="store_true", help="end 1 s after the reply (not the follow-up window)"
     )
+    demo.add_argument(
+        "--model", help="Live model to talk to (default: live.model, gemini-3.8-live)"
+    )
 
 
 def _add_emulator(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -214,8 +217,10 @@ def _check_config(path: Path) -> int:
 
 
 def _demo(config: Config, args: argparse.Namespace) -> int:
-    from pispeaker.demo import DemoOptions, run_demo
+    from pispeaker.demo import DemoOptions, run_demo, with_model
 
+    if args.model:
+        config = with_model(config, args.model)
     options = DemoOptions(input_wav=args.input, output_wav=args.output, fast=args.fast)
     return asyncio.run(run_demo(config, options))
 

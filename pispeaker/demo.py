@@ -18,7 +18,7 @@ from pispeaker.app import build_controller, started
 from pispeaker.audio.memory import MemorySink, MemorySource
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, duration_s, silence
 from pispeaker.audio.wavfile import read_wav, write_wav
-from pispeaker.config import Config
+from pispeaker.config import Config, parse_config
 from pispeaker.emulator import EmulatorOptions, LiveEmulator
 from pispeaker.panel.looks import LOOKS
 from pispeaker.states import Event, State, Status
@@ -44,6 +44,12 @@ def spoken_like_utterance(seconds: float = 1.6) -> bytes:
     return bytes(np.round(0.25 * 32767 * voice / 2.6 * syllables).astype("<i2").tobytes())
 
 
+def with_model(config: Config, model: str) -> Config:
+    """``config`` talking to ``model``, checked against that model's rules like a file."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    return parse_config(data | {"live": data["live"] | {"model": model}}, "--model")
+
+
 def _demo_config(config: Config, emulator: LiveEmulator, fast: bool) -> Config:
     live = config.live.model_copy(
         update={"base_url": emulator.base_url, "ca_file": emulator.ca_file}
@@ -66,7 +72,7 @@ async def run_demo(config: Config, options: DemoOptions) -> int:
 
     said = read_wav(options.input_wav, INPUT_RATE) if options.input_wav else spoken_like_utterance()
     async with LiveEmulator(EmulatorOptions()) as emulator:
-        report("emulator", f"Live API emulator at {emulator.base_url}")
+        report("emulator", f"Live API emulator at {emulator.base_url}, {config.live.model}")
         config = _demo_config(config, emulator, options.fast)
         room = (
             silence(0.3, INPUT_RATE)

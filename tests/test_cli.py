@@ -69,6 +69,7 @@ def test_demo_runs_a_whole_conversation_and_writes_the_parroted_reply(tmp_path: 
     states = [line.split()[2] for line in result.stdout.splitlines() if " state " in line]
     assert states == ["CONNECTING", "LISTENING", "THINKING", "SPEAKING", "LISTENING", "IDLE"]
     assert "LED: green, breathing" in result.stdout
+    assert ", gemini-3.8-live\n" in result.stdout  # the GA model by default
     with wave.open(str(reply)) as wav:
         assert (wav.getframerate(), wav.getnchannels()) == (OUTPUT_RATE, 1)
         played = wav.readframes(wav.getnframes())
@@ -132,3 +133,21 @@ def test_check_config_warns_of_an_unknown_model(tmp_path: Path) -> None:
     result = pispeaker("check-config", str(path))
     assert result.returncode == 0
     assert "# warning: live.model: 'gemini-9-live' is not a model pispeaker knows" in result.stderr
+
+
+def test_demo_talks_to_another_model_when_asked(tmp_path: Path) -> None:
+    model = "gemini-2.5-flash-native-audio-preview-12-2025"
+    result = pispeaker("demo", "--fast", "--model", model, "--output", str(tmp_path / "r.wav"))
+    assert result.returncode == 0, result.stderr
+    assert f", {model}\n" in result.stdout
+    assert "speaking -> listening (reply done)" in result.stderr
+
+
+def test_demo_refuses_a_model_setting_it_cannot_take(tmp_path: Path) -> None:
+    config = tmp_path / "p.toml"
+    config.write_text(
+        '[live]\nthinking_level = "high"\nmodel = "gemini-3.8-live-extended-thinking"\n'
+    )
+    result = pispeaker("--config", str(config), "demo", "--fast", "--model", "gemini-3.8-live")
+    assert result.returncode == 78
+    assert "live.thinking_level: gemini-3.8-live reasons as it talks" in result.stderr
