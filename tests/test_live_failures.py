@@ -74,6 +74,7 @@ async def test_unknown_model_is_fatal_and_names_the_setting(emulator: LiveEmulat
     failure = classify(await _connect_failure(emulator, model="gemini-0-nope"))
     assert (failure.kind, failure.code) == (Kind.FATAL, 1008)
     assert "live.model" in failure.message
+    assert "gemini-3.8-live, gemini-3.8-live-extended-thinking" in failure.message  # known ones
 
 
 async def test_http_429_at_the_upgrade_is_fatal(emulator: LiveEmulator) -> None:
