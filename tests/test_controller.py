@@ -296,3 +296,18 @@ async def test_interrupting_cancels_a_running_tool(
     await asyncio.wait_for(slow.started.wait(), 5)
     await asyncio.wait_for(slow.cancelled.wait(), 5)  # the user spoke again: the call was withdrawn
     assert not emulator.timeline.of("tool.response")
+
+
+async def test_each_conversation_logs_the_tokens_it_used(
+    emulator: LiveEmulator,
+    rig_factory: Callable[..., "asyncio.Future[Rig]"],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    emulator.script.push(Reply(audio="tone", seconds=0.4))
+    rig = await rig_factory(emulator, _gap(0.2) + speech(0.4) + _gap(3.0), Policy(follow_up_s=1.0))
+    with caplog.at_level("INFO", logger="pispeaker.conversation.session"):
+        rig.controller.dispatch(Event.BUTTON_PRESS)
+        await rig.reach(State.IDLE, count=2)  # the follow-up window ended it
+    [used] = [r.getMessage() for r in caplog.records if "tokens" in r.getMessage()]
+    # 0.4 s of speech in, 0.4 s of reply out, at the service's 25 audio tokens a second.
+    assert used == "the conversation used 20 tokens (10 in, 10 out)"
