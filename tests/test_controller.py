@@ -236,7 +236,7 @@ async def test_transcripts_are_logged_only_when_enabled(
     emulator.script.push(Reply(audio="tone", seconds=0.2, text="Hello from the model."))
     policy = Policy(follow_up_s=3.0, log_transcripts=enabled)
     rig = await rig_factory(emulator, _gap(0.2) + speech(0.4) + _gap(2.0), policy)
-    with caplog.at_level("INFO", logger="pispeaker.controller"):
+    with caplog.at_level("INFO", logger="pispeaker.conversation.session"):
         rig.controller.dispatch(Event.BUTTON_PRESS)
         await rig.reach(State.LISTENING, count=2)
     assert ("Hello from the model." in caplog.text) is enabled
