@@ -173,22 +173,15 @@ class LiveConfig(_Section):
             raise ValueError("give the model id without the 'models/' prefix")
         return value
 
-    @field_validator("thinking_level")
+    @field_validator("thinking_level", "thinking_budget")
     @classmethod
-    def _thinking_level_fits(cls, value: str, info: ValidationInfo) -> str:
-        """Only models that think in levels take one."""
+    def _thinking_fits(cls, value: str | int, info: ValidationInfo) -> str | int:
+        """A level only for models that think in levels, a budget only for those that think
+        in tokens (the defaults, "" and -1, send nothing)."""
         model, rules = _model_of(info)
-        if value and rules is not None and rules.thinking is not Thinking.LEVEL:
-            raise ValueError(f"{model} {_THINKING_HINT[rules.thinking]}; remove thinking_level")
-        return value
-
-    @field_validator("thinking_budget")
-    @classmethod
-    def _thinking_budget_fits(cls, value: int, info: ValidationInfo) -> int:
-        """Only models that think in tokens take a budget."""
-        model, rules = _model_of(info)
-        if value != -1 and rules is not None and rules.thinking is not Thinking.BUDGET:
-            raise ValueError(f"{model} {_THINKING_HINT[rules.thinking]}; remove thinking_budget")
+        wanted = Thinking.LEVEL if info.field_name == "thinking_level" else Thinking.BUDGET
+        if value not in ("", -1) and rules is not None and rules.thinking is not wanted:
+            raise ValueError(f"{model} {_THINKING_HINT[rules.thinking]}; remove {info.field_name}")
         return value
 
     @field_validator("proactive_audio")
