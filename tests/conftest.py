@@ -210,6 +210,7 @@ async def rig_factory() -> AsyncIterator[Callable[..., "asyncio.Future[Rig]"]]:
         audio: bytes,
         policy: Policy | None = None,
         api_key: str | None = None,
+        live_settings: dict[str, object] | None = None,
         **sleep: object,
     ) -> Rig:
         live = LiveConfig().model_copy(
@@ -218,6 +219,7 @@ async def rig_factory() -> AsyncIterator[Callable[..., "asyncio.Future[Rig]"]]:
                 "ca_file": emulator.ca_file,
                 "silence_duration_ms": 300,
             }
+            | (live_settings or {})
         )
 
         def make_link(report: Callable[[LinkEvent], None], tools: list[Tool]) -> LiveLink:
