@@ -96,23 +96,25 @@ async def test_non_blocking_call_on_3_8_lets_the_model_talk_on(emulator: LiveEmu
     assert decided.data["scheduling"] == "WHEN_IDLE"
 
 
-async def paced(start_emulator: StartEmulator) -> LiveEmulator:
-    """An emulator that streams a 2 s reply in real time, so an answer lands mid-reply."""
+async def answered_mid_reply(
+    start_emulator: StartEmulator, scheduling: types.FunctionResponseScheduling
+) -> tuple[LiveEmulator, Turn, Turn]:
+    """Answer a 3.8 NON_BLOCKING call with ``scheduling`` at the first chunk of a 2 s reply
+    streamed in real time: the emulator, the reply's interaction, and the one after it."""
     emulator = await start_emulator(pace=1.0, playback_hold=1.0)
     call = ToolCall("get_local_time")
     emulator.script.push(Reply(audio="tone", seconds=2.0, tool_calls=(call,), follow_up=FOLLOW_UP))
-    return emulator
+    config = audio_config(tools=declared())
+    async with sdk_client(emulator).aio.live.connect(model=LIVE, config=config) as session:
+        reply = await speak_and_answer(session, answer(scheduling), after_audio=True)
+        return emulator, reply, await next_turn(session)
 
 
 async def test_interrupt_result_cuts_the_reply_and_is_spoken_at_once(
     start_emulator: StartEmulator,
 ) -> None:
-    emulator = await paced(start_emulator)
-    config = audio_config(tools=declared())
-    respond = answer(types.FunctionResponseScheduling.INTERRUPT)
-    async with sdk_client(emulator).aio.live.connect(model=LIVE, config=config) as session:
-        cut = await speak_and_answer(session, respond, after_audio=True)
-        follow_up = await next_turn(session)
+    interrupt = types.FunctionResponseScheduling.INTERRUPT
+    emulator, cut, follow_up = await answered_mid_reply(start_emulator, interrupt)
     assert len(cut.audio) < byte_count(2.0, OUTPUT_RATE)  # stopped mid-reply
     [interrupted] = cut.flags("interrupted")
     assert interrupted < cut.flags("turn_complete")[0]
@@ -126,12 +128,8 @@ async def test_interrupt_result_cuts_the_reply_and_is_spoken_at_once(
 async def test_when_idle_result_waits_for_the_reply_to_finish(
     start_emulator: StartEmulator,
 ) -> None:
-    emulator = await paced(start_emulator)
-    config = audio_config(tools=declared())
-    respond = answer(types.FunctionResponseScheduling.WHEN_IDLE)
-    async with sdk_client(emulator).aio.live.connect(model=LIVE, config=config) as session:
-        whole = await speak_and_answer(session, respond, after_audio=True)
-        follow_up = await next_turn(session)
+    when_idle = types.FunctionResponseScheduling.WHEN_IDLE
+    emulator, whole, follow_up = await answered_mid_reply(start_emulator, when_idle)
     assert len(whole.audio) == byte_count(2.0, OUTPUT_RATE)
     assert whole.flags("generation_complete")
     assert not whole.flags("interrupted")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pispeaker.emulator import wire
@@ -121,13 +121,10 @@ LIVE_3_8 = ModelProfile(
     thinking=None,
 )
 #: 3.8 with background reasoning: async tools only, a thinking level to choose.
-EXTENDED_THINKING_3_8 = ModelProfile(
+EXTENDED_THINKING_3_8 = replace(
+    LIVE_3_8,
     name="gemini-3.8-live-extended-thinking",
-    multi_part=True,
-    default_behavior=NON_BLOCKING,
     behaviors=frozenset({NON_BLOCKING}),
-    proactive_audio=Support.ALWAYS,
-    affective_dialog=Support.NONE,
     thinking={"thinking_level": ("LOW", "MEDIUM", "HIGH"), "include_thoughts": ()},
     background_reasoning=True,
 )
