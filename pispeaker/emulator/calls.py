@@ -113,8 +113,6 @@ def scheduling(response: dict[str, Any]) -> str:
     """A function response's scheduling: its ``scheduling`` field, or ``response.scheduling``
     as the ai.google.dev tools guide writes it; WHEN_IDLE (the default) if neither is valid."""
     inner = response.get("response")
-    value = response.get("scheduling") or (
-        inner.get("scheduling") if isinstance(inner, dict) else ""
-    )
-    value = str(value).upper()
+    nested = inner.get("scheduling") if isinstance(inner, dict) else None
+    value = str(response.get("scheduling") or nested).upper()
     return value if value in (INTERRUPT, WHEN_IDLE, SILENT) else WHEN_IDLE
