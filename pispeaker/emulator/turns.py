@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
 
 from pispeaker.emulator.calls import INTERRUPT, SILENT, WHEN_IDLE, Answer, ToolCalls
 from pispeaker.emulator.channel import Channel
@@ -35,8 +34,11 @@ ACKNOWLEDGMENT = Reply(audio="tone", seconds=0.3, frequency_hz=550.0, text="Let 
 #: Queue priorities: follow-ups about tool results go before waiting user turns.
 FOLLOW_UP_FIRST, USER_TURN = 0, 1
 
+#: The cancel message of a reply cut short (any other cancellation is the connection's end).
+CUT = "cut"
+
 #: A model turn to take: a coroutine function the responder runs as the reply in flight.
-Work = Callable[[], Coroutine[Any, Any, None]]
+Work = Callable[[], Awaitable[None]]
 
 
 class Responder:
@@ -69,11 +71,11 @@ class Responder:
                 continue
             ids = [answer.call_id for answer in group]
             self.channel.record("tool.followup", ids=ids, scheduling=scheduling)
+            if scheduling != SILENT:  # queued first, so it is the next work after a cut
+                self._put(FOLLOW_UP_FIRST, partial(self._follow, group[0].follow_up, ids))
             if scheduling == INTERRUPT and await self._cut():
                 cancelled = await self.tools.cancel(blocking_only=True)
                 self._record_interruption("tool", cancelled)
-            if scheduling != SILENT:
-                self._put(FOLLOW_UP_FIRST, partial(self._follow, group[0].follow_up, ids))
 
     async def barge_in(self) -> None:
         """The user started speaking: interrupt a reply in flight, if the setup allows.
@@ -88,7 +90,9 @@ class Responder:
         """Answer queued work until cancelled; a reply's failure is raised here."""
         while True:
             *_, work = await self._work.get()
-            self._reply_task = asyncio.create_task(work(), name=f"reply-{self.channel.number}")
+            self._reply_task = asyncio.create_task(
+                self._take_floor(work), name=f"reply-{self.channel.number}"
+            )
             try:
                 await asyncio.wait([self._reply_task])
             finally:
@@ -99,15 +103,24 @@ class Responder:
     def _put(self, priority: int, work: Work) -> None:
         self._work.put_nowait((priority, next(self._order), work))
 
+    async def _take_floor(self, work: Work) -> None:
+        """Run ``work`` as the reply in flight. Cut, it ends its turn as interrupted before
+        it is done, so nothing queued can speak before that end is sent."""
+        try:
+            await work()
+        except asyncio.CancelledError as cancelled:
+            if cancelled.args == (CUT,):
+                self.channel.remember("model", "(interrupted)", self.voice.sent)
+                await self.voice.interrupted()
+            raise
+
     async def _cut(self) -> bool:
-        """End the reply in flight, if any, as interrupted; whether there was one."""
+        """Cut the reply in flight, if any and not being cut already; whether this did."""
         task = self._reply_task
-        if task is None or task.done():
+        if task is None or task.done() or task.cancelling():
             return False
-        task.cancel()
+        task.cancel(CUT)
         await asyncio.wait([task])
-        self.channel.remember("model", "(interrupted)", self.voice.sent)
-        await self.voice.interrupted()
         return True
 
     def _record_interruption(self, cause: str, cancelled: list[str]) -> None:
