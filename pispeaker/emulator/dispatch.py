@@ -5,6 +5,7 @@ clientContent, toolResponse, contextUpdate), or the socket closes with 1007. Aud
 VAD, or, with automatic detection disabled, the activity the client marks with
 activityStart/activityEnd. The start of speech, marked activity, text and complete client
 content barge in; an utterance, text or complete client content becomes a user turn.
+Answers to NON_BLOCKING tool calls go to the responder, which decides what follows them.
 """
 
 from __future__ import annotations
@@ -41,12 +42,13 @@ class ClientInput:
         self.config = config
         self.session = session
         self.responder = responder
+        self.tools = tools
         self.vad = EnergyVad(config.vad)
         self._activity: list[bytes] | None = None  # audio since activityStart, if marked
         self._handlers: dict[str, Handler] = {
             "realtimeInput": self._on_realtime_input,
             "clientContent": self._on_client_content,
-            "toolResponse": tools.answer,
+            "toolResponse": self._on_tool_response,
             "contextUpdate": self._on_context_update,
         }
 
@@ -127,6 +129,11 @@ class ClientInput:
         if body.get("turnComplete"):
             await self.responder.barge_in()
             self.responder.queue(UserTurn(text=" ".join(texts)))
+
+    async def _on_tool_response(self, body: dict[str, Any]) -> None:
+        answers = await self.tools.answer(body)
+        if answers:
+            await self.responder.follow_up(answers)
 
     async def _on_context_update(self, body: dict[str, Any]) -> None:
         self.channel.record("context.update", keys=sorted(body))

@@ -6,18 +6,19 @@ setup, no key, wrong key, unknown model, a setting the model refuses, a refused 
 handle), or attaches a session and answers ``setupComplete``.
 
 :class:`SessionConfig` is everything the rest of the connection reads from the setup,
-including what depends on the model (``multi_part``). Per-model semantics belong here: a
-model profile would be chosen in :meth:`SessionConfig.from_setup` and consulted by
-:meth:`SetupGate._check_settings`, so validation and turn generation read one object.
+including the model's :class:`~pispeaker.emulator.profiles.ModelProfile`: the gate asks the
+profile what it refuses, and turn generation and tool calls read it from the config.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pispeaker.emulator import wire
 from pispeaker.emulator.channel import Channel
+from pispeaker.emulator.profiles import BLOCKING, ModelProfile, Support, profile_for
 from pispeaker.emulator.store import ResumeRejected
 from pispeaker.emulator.vad import VadSettings
 
@@ -39,6 +40,7 @@ class SessionConfig:
     """What an admitted setup asked for, as the connection's parts read it."""
 
     model: str
+    profile: ModelProfile
     #: The client asked for resumption handles (``sessionResumption`` present).
     resumable: bool
     #: Automatic activity detection is off: the client sends activityStart/activityEnd.
@@ -48,9 +50,12 @@ class SessionConfig:
     interrupts: bool
     input_transcription: bool
     output_transcription: bool
-    #: 3.x models send audio and its transcript in one event; 2.5 models one part per event.
-    multi_part: bool
-    declared_tools: frozenset[str]
+    #: The model may choose not to answer an utterance (always on for 3.8).
+    proactive_audio: bool
+    #: Each declared function's behavior (BLOCKING or NON_BLOCKING), defaults resolved.
+    functions: Mapping[str, str]
+    #: The declared built-in tools, by their setup key (e.g. "googleSearch").
+    builtin_tools: frozenset[str]
 
     @classmethod
     def from_setup(cls, setup: dict[str, Any], default_silence_ms: int) -> SessionConfig:
@@ -58,21 +63,27 @@ class SessionConfig:
         realtime = setup.get("realtimeInputConfig", {})
         detection = realtime.get("automaticActivityDetection", {})
         model = model_name(setup)
+        profile = profile_for(model)
+        tools = setup.get("tools", [])
         return cls(
             model=model,
+            profile=profile,
             resumable=isinstance(setup.get("sessionResumption"), dict),
             manual_activity=bool(detection.get("disabled", False)),
             vad=VadSettings.from_setup(detection, default_silence_ms),
             interrupts=realtime.get("activityHandling", INTERRUPTS) != "NO_INTERRUPTION",
             input_transcription="inputAudioTranscription" in setup,
             output_transcription="outputAudioTranscription" in setup,
-            multi_part=model.startswith("gemini-3"),
-            declared_tools=frozenset(
-                declaration.get("name", "")
-                for tool in setup.get("tools", [])
-                for declaration in tool.get("functionDeclarations", [])
-            ),
+            proactive_audio=profile.proactive_audio is Support.ALWAYS
+            or bool(setup.get("proactivity", {}).get("proactiveAudio")),
+            functions=profile.behaviors_of(setup),
+            builtin_tools=frozenset(key for tool in tools for key in tool)
+            - {"functionDeclarations"},
         )
+
+    def blocking(self, name: str) -> bool:
+        """Whether a call of function ``name`` holds the reply until it is answered."""
+        return self.functions.get(name, self.profile.default_behavior) == BLOCKING
 
 
 def model_name(setup: dict[str, Any]) -> str:
@@ -127,13 +138,14 @@ class SetupGate:
             return wire.unknown_model(model_name(setup), self.handshake.api_version)
         return self._check_settings(setup)
 
-    @staticmethod
-    def _check_settings(setup: dict[str, Any]) -> wire.Close | None:
-        """The close for a setting the (known) model refuses."""
+    def _check_settings(self, setup: dict[str, Any]) -> wire.Close | None:
+        """The close for a setting the (known) model refuses, as its profile says."""
         modalities = setup.get("generationConfig", {}).get("responseModalities", [])
         if "TEXT" in [str(m).upper() for m in modalities]:
             return wire.TEXT_MODALITY
-        return None
+        model = model_name(setup)
+        reason = profile_for(model).refusal(model, setup, self.handshake.api_version)
+        return None if reason is None else wire.Close(1007, reason)
 
     def _attach(self, setup: dict[str, Any]) -> wire.Close | None:
         """Attach a new session, or the one behind the setup's handle; the close if refused."""
@@ -155,6 +167,8 @@ class SetupGate:
         assert self.channel.session is not None
         await self.channel.send("setupComplete", {})
         resumed = self.channel.session.turns > 0
-        self.channel.record("setup", model=config.model, resumed=resumed, setup=setup)
+        self.channel.record(
+            "setup", model=config.model, profile=config.profile.name, resumed=resumed, setup=setup
+        )
         if config.resumable:
             await self.channel.send_handle()

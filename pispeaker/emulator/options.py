@@ -36,6 +36,7 @@ class ScheduledFault:
 DEFAULT_MODELS = frozenset(
     {
         "gemini-3.8-live",
+        "gemini-3.8-live-extended-thinking",
         "gemini-3.1-flash-live-preview",
         "gemini-2.5-flash-native-audio-preview-12-2025",
         "gemini-2.5-flash-native-audio-preview-09-2025",

@@ -2,8 +2,9 @@
 
 Tests push :class:`Reply` objects; each user turn consumes the next one, and when the script
 runs dry the default reply answers. A reply is audio (the user's own words played back,
-a tone, or given PCM), optional transcripts, and optional tool calls that must be answered
-before the audio follows.
+a tone, or given PCM), optional transcripts, optional tool calls (a blocking call must be
+answered before the audio follows; the model talks on through a non-blocking one and says
+its ``follow_up`` once answered), optional search queries, or a decision not to answer.
 """
 
 import itertools
@@ -36,6 +37,12 @@ class Reply:
     audible for ``seconds``, or raw 24 kHz s16le bytes. ``text`` is the output transcription
     (default: "Reply <n>.", where n counts turns across resumptions); ``heard`` the input
     transcription (default: a description of the user's audio).
+
+    ``follow_up`` is what the model says once its NON_BLOCKING calls are answered (default
+    :data:`FOLLOW_UP`). ``declined``: under proactive audio the model chooses not to answer
+    (ignored by a model without it). ``search_queries`` ground the reply in Google Search
+    results (only if the setup declared googleSearch). ``think_s`` is how long a
+    background-reasoning model thinks after acknowledging the request.
     """
 
     audio: Literal["parrot", "tone", "silence"] | bytes = "parrot"
@@ -44,6 +51,14 @@ class Reply:
     text: str | None = None
     heard: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    follow_up: "Reply | None" = None
+    declined: bool = False
+    search_queries: tuple[str, ...] = ()
+    think_s: float = 0.5
+
+
+#: What the model says about a NON_BLOCKING call's result unless the reply says otherwise.
+FOLLOW_UP = Reply(audio="tone", seconds=0.4, frequency_hz=660.0, text="Here is the result.")
 
 
 @dataclass(frozen=True)

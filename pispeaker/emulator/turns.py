@@ -1,32 +1,48 @@
-"""Turn generation: user turns answered one at a time, with model audio paced as real.
+"""Turn generation: what the model says, and when, one model turn at a time.
 
 User turns queue (from the VAD, marked activity, text, or complete client content) and are
 answered in order, each with the script's next reply: its input transcription, the response
-latency, its tool calls, then audio chunks sent ``options.pace`` times real time with their
-output transcription, ``generationComplete``, and ``turnComplete`` with usage metadata.
+latency, then, as the model's profile says, an acknowledgment and background reasoning, its
+tool calls, its search grounding, and its audio (sent by :class:`Voice`). Under proactive
+audio a declined reply ends the turn with no model content. Answers to NON_BLOCKING calls
+bring follow-up turns, which go before queued user turns: INTERRUPT cuts the reply in flight
+and speaks at once, WHEN_IDLE speaks once the reply in flight is over, SILENT says nothing.
+
 User activity during a reply barges in (``interrupted``, then ``turnComplete``) unless the
-setup chose NO_INTERRUPTION; then the next turn just waits its place in the queue.
+setup chose NO_INTERRUPTION; then the next turn just waits its place in the queue. The model
+cutting its own reply for an INTERRUPT result looks the same on the wire: the service's only
+way to make a client flush the audio it holds is ``interrupted``, and the follow-up is a new
+turn.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import itertools
+from collections.abc import Awaitable, Callable
+from functools import partial
 
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, duration_s
-from pispeaker.emulator import wire
-from pispeaker.emulator.calls import ToolCalls
+from pispeaker.emulator.calls import INTERRUPT, SILENT, WHEN_IDLE, Answer, ToolCalls
 from pispeaker.emulator.channel import Channel
 from pispeaker.emulator.handshake import SessionConfig
-from pispeaker.emulator.script import Reply, UserTurn, render_audio, split_chunks, split_words
+from pispeaker.emulator.script import Reply, UserTurn, render_audio
 from pispeaker.emulator.store import Session
+from pispeaker.emulator.voice import Voice
 
-#: Audio tokens per second, as the service bills them.
-TOKENS_PER_SECOND = 25
+#: What a background-reasoning model says at once, before it thinks.
+ACKNOWLEDGMENT = Reply(audio="tone", seconds=0.3, frequency_hz=550.0, text="Let me think.")
+#: Queue priorities: follow-ups about tool results go before waiting user turns.
+FOLLOW_UP_FIRST, USER_TURN = 0, 1
+
+#: The cancel message of a reply cut short (any other cancellation is the connection's end).
+CUT = "cut"
+
+#: A model turn to take: a coroutine function the responder runs as the reply in flight.
+Work = Callable[[], Awaitable[None]]
 
 
 class Responder:
-    """Answer one session's user turns on one connection, one at a time."""
+    """Answer one session's user turns and tool results on one connection, one at a time."""
 
     def __init__(
         self, channel: Channel, config: SessionConfig, session: Session, tools: ToolCalls
@@ -35,39 +51,47 @@ class Responder:
         self.config = config
         self.session = session
         self.tools = tools
+        self.voice = Voice(channel, config, session)
         self.options = channel.shared.options
-        self._turns: asyncio.Queue[UserTurn] = asyncio.Queue()
+        self._work: asyncio.PriorityQueue[tuple[int, int, Work]] = asyncio.PriorityQueue()
+        self._order = itertools.count()
         self._reply_task: asyncio.Task[None] | None = None
-        self._sent_audio = 0
 
     def queue(self, turn: UserTurn) -> None:
         """Have ``turn`` answered after the turns queued before it."""
         self.channel.record("turn.queued", audio_bytes=len(turn.audio), text=turn.text)
-        self._turns.put_nowait(turn)
+        self._put(USER_TURN, partial(self._reply, turn))
+
+    async def follow_up(self, answers: list[Answer]) -> None:
+        """Speak about answered NON_BLOCKING calls as their scheduling says, one turn per
+        scheduling; the answers are already in the history."""
+        for scheduling in (INTERRUPT, WHEN_IDLE, SILENT):
+            group = [answer for answer in answers if answer.scheduling == scheduling]
+            if not group:
+                continue
+            ids = [answer.call_id for answer in group]
+            self.channel.record("tool.followup", ids=ids, scheduling=scheduling)
+            if scheduling != SILENT:  # queued first, so it is the next work after a cut
+                self._put(FOLLOW_UP_FIRST, partial(self._follow, group[0].follow_up, ids))
+            if scheduling == INTERRUPT and await self._cut():
+                cancelled = await self.tools.cancel(blocking_only=True)
+                self._record_interruption("tool", cancelled)
 
     async def barge_in(self) -> None:
         """The user started speaking: interrupt a reply in flight, if the setup allows.
 
-        The interrupted reply ends its turn, cancels its pending tool calls, and stays in
+        The interrupted reply ends its turn, cancels the pending tool calls, and stays in
         the history as far as its audio was sent.
         """
-        task = self._reply_task
-        if task is None or task.done() or not self.config.interrupts:
-            return
-        task.cancel()
-        await asyncio.wait([task])
-        await self.channel.send("serverContent", {"interrupted": True})
-        await self.channel.send("serverContent", {"turnComplete": True})
-        cancelled = await self.tools.cancel()
-        self.channel.record("interrupted", cancelled_calls=cancelled, sent=self._sent_audio)
-        self.channel.remember("model", "(interrupted)", self._sent_audio)
+        if self.config.interrupts and await self._cut():
+            self._record_interruption("user", await self.tools.cancel())
 
     async def run(self) -> None:
-        """Answer queued turns until cancelled; a reply's failure is raised here."""
+        """Answer queued work until cancelled; a reply's failure is raised here."""
         while True:
-            turn = await self._turns.get()
+            *_, work = await self._work.get()
             self._reply_task = asyncio.create_task(
-                self._reply(turn), name=f"reply-{self.channel.number}"
+                self._take_floor(work), name=f"reply-{self.channel.number}"
             )
             try:
                 await asyncio.wait([self._reply_task])
@@ -76,80 +100,69 @@ class Responder:
             if not self._reply_task.cancelled():  # cancelled means interrupted: next turn
                 self._reply_task.result()  # re-raises a failure of the reply
 
+    def _put(self, priority: int, work: Work) -> None:
+        self._work.put_nowait((priority, next(self._order), work))
+
+    async def _take_floor(self, work: Work) -> None:
+        """Run ``work`` as the reply in flight. Cut, it ends its turn as interrupted before
+        it is done, so nothing queued can speak before that end is sent."""
+        try:
+            await work()
+        except asyncio.CancelledError as cancelled:
+            if cancelled.args == (CUT,):
+                self.channel.remember("model", "(interrupted)", self.voice.sent)
+                await self.voice.interrupted()
+            raise
+
+    async def _cut(self) -> bool:
+        """Cut the reply in flight, if any and not being cut already; whether this did."""
+        task = self._reply_task
+        if task is None or task.done() or task.cancelling():
+            return False
+        task.cancel(CUT)
+        await asyncio.wait([task])
+        return True
+
+    def _record_interruption(self, cause: str, cancelled: list[str]) -> None:
+        self.channel.record(
+            "interrupted", cause=cause, cancelled_calls=cancelled, sent=self.voice.sent
+        )
+
     async def _reply(self, turn: UserTurn) -> None:
         reply = self.channel.shared.script.next_reply()
         self.session.turns += 1
-        self._sent_audio = 0
         self.channel.remember("user", turn.describe(), len(turn.audio))
         self.channel.record("turn.start", turn=self.session.turns)
         if self.config.input_transcription:
             heard = {"inputTranscription": {"text": reply.heard or turn.describe()}}
-            await self.channel.send("serverContent", heard)
+            await self.voice.content(heard)
+        if reply.declined and self.config.proactive_audio:
+            self.channel.record("turn.declined", turn=self.session.turns)
+            await self.voice.decline(turn)
+            return
         await asyncio.sleep(self.options.response_latency_s)
+        if self.config.profile.background_reasoning:
+            await self._reason(turn, reply.think_s)
         if reply.tool_calls:
-            await self.tools.call(reply.tool_calls)
-        await self._speak(reply, turn)
+            await self.tools.call(reply)
+        if reply.search_queries and "googleSearch" in self.config.builtin_tools:
+            await self.voice.ground(reply.search_queries)
+        await self._say(reply, turn)
 
-    async def _speak(self, reply: Reply, turn: UserTurn) -> None:
-        pcm = render_audio(reply, turn)
+    async def _reason(self, turn: UserTurn, think_s: float) -> None:
+        """Acknowledge the request in a turn of its own, then think in the background."""
+        ack = ACKNOWLEDGMENT
+        await self.voice.speak(render_audio(ack, turn), str(ack.text), turn, final=False)
+        self.channel.record("reasoning.start", think_s=think_s)
+        await asyncio.sleep(think_s)
+        self.channel.record("reasoning.end")
+
+    async def _follow(self, reply: Reply, ids: list[str]) -> None:
+        """A model turn about the results of calls ``ids``: no user input prompted it."""
+        self.channel.record("followup.start", ids=ids)
+        await asyncio.sleep(self.options.response_latency_s)
+        await self._say(reply, UserTurn())
+
+    async def _say(self, reply: Reply, turn: UserTurn) -> None:
         text = reply.text or f"Reply {self.session.turns}."
-        start = asyncio.get_running_loop().time()
-        seconds = await self._stream(pcm, text, start)
-        await self.channel.send("serverContent", {"generationComplete": True})
-        self.channel.record("generation.complete", audio_bytes=len(pcm))
-        # The server assumes real-time playback from the first chunk and holds turnComplete
-        # until that playback would end; a barge-in until then still interrupts.
-        await _sleep_until(start + seconds * max(self.options.pace, self.options.playback_hold))
-        await self._complete(turn, pcm, text)
-
-    async def _stream(self, pcm: bytes, text: str, start: float) -> float:
-        """Send ``pcm`` in chunks paced from loop time ``start``; the seconds of audio sent."""
-        chunks = split_chunks(pcm)
-        pieces = split_words(text, len(chunks)) if self.config.output_transcription else []
-        offset = 0.0
-        for index, chunk in enumerate(chunks):
-            await _sleep_until(start + offset * self.options.pace)
-            await self._send_audio(chunk, pieces[index] if index < len(pieces) else "")
-            offset += duration_s(chunk, OUTPUT_RATE)
-        return offset
-
-    async def _send_audio(self, chunk: bytes, transcript: str) -> None:
-        content: dict[str, Any] = {"modelTurn": {"parts": [wire.audio_part(chunk)]}}
-        transcription = {"outputTranscription": {"text": transcript}} if transcript else {}
-        if self.config.multi_part:
-            await self.channel.send("serverContent", content | transcription)
-        else:  # 2.5 models: one part per event
-            await self.channel.send("serverContent", content)
-            if transcription:
-                await self.channel.send("serverContent", transcription)
-        self.session.downloaded_audio_bytes += len(chunk)
-        self._sent_audio += len(chunk)
-        self.channel.record("audio.out", bytes=len(chunk))
-
-    async def _complete(self, turn: UserTurn, pcm: bytes, text: str) -> None:
-        usage = usage_metadata(turn, pcm)
-        await self.channel.send("serverContent", {"turnComplete": True}, usageMetadata=usage)
-        self.channel.remember("model", text, len(pcm))
-        self.channel.record("turn.complete", turn=self.session.turns, audio_bytes=len(pcm))
-        if self.config.resumable:
-            await self.channel.send_handle()
-
-
-async def _sleep_until(when: float) -> None:
-    """Sleep until event-loop time ``when`` (yielding once even if it has passed)."""
-    await asyncio.sleep(max(0.0, when - asyncio.get_running_loop().time()))
-
-
-def usage_metadata(turn: UserTurn, reply_pcm: bytes) -> dict[str, Any]:
-    """The ``usageMetadata`` of a turn: audio tokens in and out (words for a text turn)."""
-    prompt = round(duration_s(turn.audio, INPUT_RATE) * TOKENS_PER_SECOND) or len(
-        (turn.text or "").split()
-    )
-    response = round(duration_s(reply_pcm, OUTPUT_RATE) * TOKENS_PER_SECOND)
-    return {
-        "promptTokenCount": prompt,
-        "responseTokenCount": response,
-        "totalTokenCount": prompt + response,
-        "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": prompt}],
-        "responseTokensDetails": [{"modality": "AUDIO", "tokenCount": response}],
-    }
+        await self.voice.speak(render_audio(reply, turn), text, turn)

@@ -88,6 +88,11 @@ def camel(key: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+def snake(key: str) -> str:
+    """``camelCase`` -> ``camel_case``, as the service names fields in its close reasons."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
+
+
 def normalize(value: Any) -> Any:
     """Recursively rename dict keys to camelCase, leaving user data under OPAQUE_KEYS alone."""
     if isinstance(value, list):
