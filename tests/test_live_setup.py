@@ -25,16 +25,16 @@ def _behaviors(setup: types.LiveConnectConfig) -> dict[str, types.Behavior | Non
     return {function.name or "": function.behavior for function in functions}
 
 
-NON_BLOCKING = types.Behavior.NON_BLOCKING
+NON_BLOCKING, BLOCKING = types.Behavior.NON_BLOCKING, types.Behavior.BLOCKING
 
 
 @pytest.mark.parametrize(
     ("model", "expected"),
     [
-        ("gemini-3.8-live", (NON_BLOCKING, NON_BLOCKING, None)),
+        ("gemini-3.8-live", (NON_BLOCKING, NON_BLOCKING, BLOCKING)),
         ("gemini-3.8-live-extended-thinking", (NON_BLOCKING, NON_BLOCKING, NON_BLOCKING)),
         ("gemini-3.1-flash-live-preview", (None, None, None)),
-        ("gemini-2.5-flash-native-audio-preview-12-2025", (NON_BLOCKING, NON_BLOCKING, None)),
+        ("gemini-2.5-flash-native-audio-preview-12-2025", (NON_BLOCKING, NON_BLOCKING, BLOCKING)),
     ],
 )
 def test_tools_are_declared_the_way_each_model_runs_them(

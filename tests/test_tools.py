@@ -98,7 +98,7 @@ async def test_declared_in_the_setup_and_answered_end_to_end(emulator: LiveEmula
     assert answered.data["responses"][0]["response"] == {"output": "volume set to 7"}
     # gemini-3.8-live runs set_volume in the background; its answer needs no more words.
     assert answered.data["responses"][0]["scheduling"] == "SILENT"
-    assert [d.get("behavior") for d in declared] == ["NON_BLOCKING", "NON_BLOCKING", None]
+    assert [d.get("behavior") for d in declared] == ["NON_BLOCKING", "NON_BLOCKING", "BLOCKING"]
     assert calls == [7]
     no_search = LiveConfig().model_copy(update={"google_search": False})
     assert connect_config(no_search, tools=[]).tools is None  # no tools: no tools key

@@ -154,13 +154,20 @@ def declarations(tools: list[Tool], rules: ModelRules, google_search: bool) -> l
 
 
 def _function(tool: Tool, rules: ModelRules) -> types.FunctionDeclaration:
-    asynchronous = rules.runs_async(tool)
     return types.FunctionDeclaration(
         name=tool.name,
         description=tool.description,
         parameters_json_schema=tool.parameters,
-        behavior=types.Behavior.NON_BLOCKING if asynchronous else None,
+        behavior=_behavior(tool, rules),
     )
+
+
+def _behavior(tool: Tool, rules: ModelRules) -> types.Behavior | None:
+    """Said outright where the model has both kinds (3.8 runs an undeclared call in the
+    background, 2.5 waits for it); a model with one kind is not told."""
+    if rules.runs_async(tool):
+        return types.Behavior.NON_BLOCKING
+    return types.Behavior.BLOCKING if rules.async_tools else None
 
 
 class Session:
