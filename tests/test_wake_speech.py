@@ -73,7 +73,9 @@ async def hear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
         os.mkfifo(fifo)
         writers.append(PacedWriter(fifo, said, period=PERIOD * 5, period_s=0.1 / speed))
         writers[-1].start()
-        source = AlsaSource(request(rig.capture(fifo.stem, fifo), RATE, CHANNELS))
+        # Faster than real time, a busy loop may lag the device by more than the service's
+        # backlog: this one holds it all, like the listener's below.
+        source = AlsaSource(request(rig.capture(fifo.stem, fifo), RATE, CHANNELS), backlog_s=900)
         chunks = int(samples_s(wav) * 50) - 2  # 20 ms each, all but the last
         collected = Collected(last_end_s=chunks // 4 * 0.08)  # 4 chunks to a frame
         detector = WakeDetector(

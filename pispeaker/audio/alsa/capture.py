@@ -36,7 +36,7 @@ class AlsaSource:
     """A microphone on an ALSA capture device, as 16 kHz mono s16le chunks of ``chunk_ms``.
 
     ``overruns`` counts audio the card lost because reading fell behind; ``dropped`` counts
-    chunks thrown away because the event loop fell behind by more than CAPTURE_BACKLOG_S.
+    chunks thrown away because the event loop fell behind by more than ``backlog_s``.
     """
 
     def __init__(
@@ -46,11 +46,13 @@ class AlsaSource:
         channel: int = 0,
         stall_s: float = STALL_S,
         opener: Opener = open_device,
+        backlog_s: float = CAPTURE_BACKLOG_S,
     ) -> None:
         self.request = request
         self.chunk_bytes = byte_count(chunk_ms / 1000, INPUT_RATE)
         self.channel = channel
         self.stall_s = stall_s
+        self.backlog_s = backlog_s
         self.overruns = 0
         self.dropped = 0
         self.opened: Opened | None = None
@@ -70,7 +72,7 @@ class AlsaSource:
                 f"{opened.channels} channels"
             )
         log.info("capturing from %r at %s", self.request.device, opened.describe())
-        backlog = max(1, byte_count(CAPTURE_BACKLOG_S, INPUT_RATE) // self.chunk_bytes)
+        backlog = max(1, byte_count(self.backlog_s, INPUT_RATE) // self.chunk_bytes)
         self._chunks = asyncio.Queue(maxsize=backlog)
         self.opened = opened
         self._reader = _Reader(self, opened, self._chunks, asyncio.get_running_loop())
