@@ -201,7 +201,9 @@ class LiveLink:
             return True  # the deadline came first: hand over mid-turn rather than be cut
         finally:
             self._deadline = None
-        return False  # not reached: a session ends by raising
+        # The SDK raises when a session ends; should its messages ever just stop, that is
+        # a lost connection too (transient), not a silent end.
+        raise ConnectionError("the Live API's messages ended without a close")
 
     def _dispatch(self, message: Message) -> None:
         self._track_turn(message)
