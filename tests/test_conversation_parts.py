@@ -5,11 +5,15 @@ import asyncio
 
 import pytest
 
+from pispeaker.audio.memory import MemorySink, MemorySource
 from pispeaker.audio.pcm import INPUT_RATE, silence
+from pispeaker.config import LiveConfig
+from pispeaker.controller import Controller
 from pispeaker.conversation.core import Change, Conversation, Policy
 from pispeaker.conversation.routing import SpeechBursts
 from pispeaker.conversation.tasks import TaskOwner
 from pispeaker.conversation.toolrunner import ToolRunner
+from pispeaker.live.link import LiveLink
 from pispeaker.live.port import ToolRequest
 from pispeaker.states import Effect, Event, State
 from pispeaker.tools import Tool, ToolBox
@@ -200,3 +204,12 @@ async def test_the_tool_runner_cancels_every_call_when_the_session_ends() -> Non
     await asyncio.wait_for(link.arrived.wait(), 1)
     await tasks.close()
     assert link.answers == [("2", {"output": "done 3"})]
+
+
+def test_the_controller_carries_out_every_effect_the_machine_can_return() -> None:
+    controller = Controller(
+        MemorySource(b""),
+        MemorySink(),
+        lambda report, tools: LiveLink(LiveConfig(), "unused-key", report, tools),
+    )
+    assert set(controller.conversation.handlers) == set(Effect)
