@@ -205,12 +205,8 @@ class Controller:
     # -- effects out ------------------------------------------------------------------------
 
     def _handlers(self) -> dict[Effect, Handler]:
-        policy, conversation, router, session = (
-            self.policy,
-            self.conversation,
-            self.router,
-            self.session,
-        )
+        policy, conversation = self.policy, self.conversation
+        router, session = self.router, self.session
         return {
             Effect.OPEN_SESSION: session.open,
             Effect.CLOSE_SESSION: session.close,

@@ -50,7 +50,3 @@ class History:
     def errors(self) -> list[str]:
         """The problems reported (each names its fix)."""
         return list(self._errors)
-
-    def last_states(self, count: int) -> str:
-        """The last ``count`` states entered, for a message."""
-        return " ".join(state.value for state in self.states[-count:])

@@ -221,7 +221,7 @@ async def connect(
 
 def translate(message: types.LiveServerMessage) -> Message:
     """The parts of ``message`` pispeaker acts on."""
-    content = message.server_content or types.LiveServerContent()
+    content = message.server_content or _NO_CONTENT
     update = message.session_resumption_update
     calls = message.tool_call.function_calls or [] if message.tool_call else []
     cancelled = message.tool_call_cancellation
@@ -235,14 +235,13 @@ def translate(message: types.LiveServerMessage) -> Message:
         cancelled_calls=tuple(cancelled.ids or ()) if cancelled else (),
         go_away_s=_seconds(message.go_away.time_left) if message.go_away else None,
         handle=update.new_handle if update and update.resumable and update.new_handle else None,
-        reasoning=_REASONING.get(content.interaction_status)
-        if content.interaction_status
-        else None,
+        reasoning=_reasoning_of(content.interaction_status),
         usage=_usage_of(message.usage_metadata),
         search_queries=_queries_of(content.grounding_metadata),
     )
 
 
+_NO_CONTENT = types.LiveServerContent()  # for messages without one: made once, read only
 _REASONING = {
     types.InteractionStatus.IN_PROGRESS: True,
     types.InteractionStatus.IDLE: False,

@@ -6,7 +6,7 @@ not listed here is still used (with a warning); its rules are then the default m
 """
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pispeaker.tools import Tool
 
@@ -36,7 +36,6 @@ class ModelRules:
     sync_tools: bool  # BLOCKING function calls (the model waits for the answer)
     proactive_audio: Proactive
     affective_dialog: bool
-    background_reasoning: bool  # interactionStatus, several turnCompletes per request
     v1alpha_features: bool  # proactive audio and affective dialog need api_version v1alpha
 
     def runs_async(self, tool: Tool) -> bool:
@@ -53,34 +52,16 @@ GA = ModelRules(
     sync_tools=True,
     proactive_audio=Proactive.ALWAYS,
     affective_dialog=False,
-    background_reasoning=False,
     v1alpha_features=False,
 )
-EXTENDED_THINKING = ModelRules(
-    thinking=Thinking.LEVEL,
-    async_tools=True,
-    sync_tools=False,
-    proactive_audio=Proactive.ALWAYS,
-    affective_dialog=False,
-    background_reasoning=True,
-    v1alpha_features=False,
-)
-FLASH_31 = ModelRules(
-    thinking=Thinking.LEVEL,
-    async_tools=False,
-    sync_tools=True,
-    proactive_audio=Proactive.NEVER,
-    affective_dialog=False,
-    background_reasoning=False,
-    v1alpha_features=False,
-)
-NATIVE_AUDIO_25 = ModelRules(
+#: The other families, by how they differ from the GA model.
+EXTENDED_THINKING = replace(GA, thinking=Thinking.LEVEL, sync_tools=False)
+FLASH_31 = replace(GA, thinking=Thinking.LEVEL, async_tools=False, proactive_audio=Proactive.NEVER)
+NATIVE_AUDIO_25 = replace(
+    GA,
     thinking=Thinking.BUDGET,
-    async_tools=True,
-    sync_tools=True,
     proactive_audio=Proactive.OPTIONAL,
     affective_dialog=True,
-    background_reasoning=False,
     v1alpha_features=True,
 )
 
