@@ -3,7 +3,7 @@
 The speaker's own reply reaches the microphone. ``EchoCanceller`` removes it from each
 capture chunk, given the exact audio written to the speaker (the reference), so that a voice
 detector hears the person and not the reply. Settings, timing rules and the measurements
-behind them: /work/shared/reference/aec.md (AEC3 in pywebrtc-audio 0.2.0; AEC echo
+behind them: /work/shared/reference/aec.md (AEC3 in pywebrtc-audio 0.2.0 with echo
 cancellation, high-pass filter, noise suppression level 1, no gain control, default delay).
 
 Timing: AEC3 finds the echo path itself for a reference that LEADS its echo by 0 to about
@@ -11,6 +11,9 @@ Timing: AEC3 finds the echo path itself for a reference that LEADS its echo by 0
 and call ``drop()`` when the card's buffer is flushed. A reference that arrives AFTER its echo
 (or leads by ≥ 600 ms) makes AEC3 useless (ERLE about 2-5 dB in aec.md §3.2): nothing here can
 repair that, so the caller must feed ``reference()`` no later than the card write.
+The queue itself holds the reference back by about ``margin_s`` (plus a few ms inside soxr), so
+the lead that AEC3 sees is playback buffer + acoustic delay - margin: a playback buffer of at
+least the margin keeps it positive (tested with 100 ms; aec.md's 40-300 ms all worked).
 
 Threading: an ``EchoCanceller`` is not thread-safe (nor is the library's processor). It is
 meant for one thread, the asyncio loop, which calls ``reference()``, ``drop()`` and
