@@ -7,10 +7,12 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
 
-from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError
+from pispeaker.audio.ports import AudioSink, AudioSource, Canceller, DeviceLostError, VoiceModel
 from pispeaker.audio.volume import Volume, state_dir
 from pispeaker.config import AudioConfig, Config, PanelConfig, WakeConfig
 from pispeaker.controller import Controller, MakeWake, Policy
+from pispeaker.conversation.core import Duplex
+from pispeaker.errors import ConfigError, EchoCancellerError, VoiceDetectorError
 from pispeaker.live.instruction import session_instruction
 from pispeaker.live.link import LiveLink
 from pispeaker.live.port import Report
@@ -38,7 +40,7 @@ def policy_from(config: Config) -> Policy:
         follow_up_s=conversation.follow_up_s,
         max_session_s=conversation.max_session_s,
         max_reconnects=conversation.max_reconnects,
-        voice_barge_in=conversation.voice_barge_in,
+        duplex=Duplex(conversation.duplex),
         wake_barge_in=config.wake.barge_in,
         preroll_s=config.wake.preroll_s,
         earcons=conversation.earcons,
@@ -112,15 +114,51 @@ def build_controller(
 
         return LiveLink(config.live, api_key, report, tools, instruction=instruction)
 
+    policy = policy_from(config)
     return Controller(
         source,
         sink,
         make_link,
-        policy_from(config),
+        policy,
         on_state=on_state,
         volume=volume,
         make_wake=make_wake,
+        canceller=build_canceller(policy.duplex),
+        voice_model=build_voice_model(policy.duplex),
     )
+
+
+def build_canceller(duplex: Duplex) -> Canceller | None:
+    """The echo canceller ``duplex`` runs (None for "hardware" and "off"). One that cannot
+    load is a configuration error with "aec", and with "auto" means the microphone is
+    withheld while the speaker talks (the controller says so)."""
+    if not duplex.cancels_echo:
+        return None
+    from pispeaker.audio.echo import EchoCanceller  # pywebrtc-audio: only when it is used
+
+    try:
+        return EchoCanceller()
+    except EchoCancellerError as error:
+        if duplex is Duplex.AEC:
+            raise ConfigError(
+                "conversation.duplex", [f'conversation.duplex: "aec" needs {error}']
+            ) from error
+        log.warning("%s", error)
+        return None
+
+
+def build_voice_model(duplex: Duplex) -> VoiceModel | None:
+    """The on-device voice detector, where the microphone may be heard over a reply (else
+    None: the level gate alone serves the follow-up window, as it always did)."""
+    if duplex is Duplex.OFF:
+        return None
+    try:
+        from pispeaker.audio.voice import VoiceDetector  # onnxruntime: only when it is used
+
+        return VoiceDetector()
+    except (ImportError, VoiceDetectorError) as error:
+        log.warning("no on-device voice detector (%s); the level gate hears the user", error)
+        return None
 
 
 #: What each button gesture means to the conversation (DESIGN.md: press = start / stop the

@@ -210,7 +210,7 @@ def _check_config(path: Path) -> int:
     config = load_config(path)
     status = describe_api_key(find_api_key(config.live, os.environ))
     print(redacted_toml(config, status), end="")
-    for warning in config.live.warnings():
+    for warning in config.warnings():
         print(f"# warning: {warning}", file=sys.stderr)
     print(f"# {path}: OK", file=sys.stderr)
     return 0

@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
@@ -361,10 +362,18 @@ class ConversationConfig(_Section):
         le=3600.0,
         description="Longest conversation in seconds, 30-3600; it ends then whatever happens.",
     )
-    voice_barge_in: bool = Field(
-        False,
-        description="Send the microphone while the speaker talks, so your voice can interrupt "
-        "it. Without echo cancellation the model may hear itself: use a headset or an AEC mic.",
+    duplex: Literal["auto", "aec", "hardware", "off"] = Field(
+        "auto",
+        description="Talking over the speaker: auto (cancel its echo and send your voice while "
+        "it talks once the canceller has converged; withhold it until then), aec (the same, "
+        "but a canceller that cannot load is an error), hardware (a speakerphone cancels the "
+        "echo itself: always send), off (withhold the microphone while it talks; the wake "
+        "word and the button still interrupt).",
+    )
+    voice_barge_in: bool | None = Field(
+        None,
+        description='Deprecated: duplex = "hardware" (true) or "off" (false).',
+        exclude=True,
     )
     earcons: bool = Field(True, description="Play short tones when a conversation starts and ends.")
     max_reconnects: int = Field(
@@ -373,6 +382,29 @@ class ConversationConfig(_Section):
         le=100,
         description="Reconnect attempts after a network failure before showing an error, 0-100.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _duplex_from_voice_barge_in(cls, data: Any) -> Any:
+        """The deprecated ``voice_barge_in = true/false`` is ``duplex = "hardware"/"off"``."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("voice_barge_in"), bool):
+            return data  # a wrong type is reported by the field's own check
+        if "duplex" in data:
+            raise ValueError("voice_barge_in is replaced by duplex: remove voice_barge_in")
+        return {**data, "duplex": "hardware" if data["voice_barge_in"] else "off"}
+
+    def warnings(self) -> list[str]:
+        """What is allowed but should change."""
+        if self.voice_barge_in is None:
+            return []
+        return [
+            f"conversation.voice_barge_in is deprecated: write duplex = {self.duplex!r} "
+            'instead (or "auto", which cancels the echo so that your voice can interrupt)'
+        ]
+
+
+#: Keys still read but no longer written (check-config leaves them out).
+DEPRECATED_KEYS = frozenset({"voice_barge_in"})
 
 
 class WakeConfig(_Section):
@@ -523,6 +555,10 @@ class Config(_Section):
     panel: PanelConfig = Field(default_factory=PanelConfig, description="[panel] section.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="[logging] section.")
 
+    def warnings(self) -> list[str]:
+        """What is allowed but probably not meant, or should change, in every section."""
+        return self.live.warnings() + self.conversation.warnings()
+
 
 def load_config(path: Path) -> Config:
     """Read and validate the TOML file at ``path``; raise ConfigError on any problem."""
@@ -566,7 +602,9 @@ def redacted_toml(config: Config, api_key_status: str) -> str:
     ]
     for name, section in _sections(config):
         lines += ["", f"[{name}]"]
-        lines += [f"{key} = {_toml_value(value)}" for key, value in section]
+        lines += [
+            f"{key} = {_toml_value(value)}" for key, value in section if key not in DEPRECATED_KEYS
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -16,11 +16,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from pispeaker.audio.ports import AudioSink, AudioSource, PrerollRing
+from pispeaker.audio.ports import AudioSink, AudioSource, Canceller, PrerollRing, VoiceModel
 from pispeaker.audio.volume import Volume
 from pispeaker.backoff import Backoff
 from pispeaker.conversation.core import Change, Conversation, Handler, Policy, Sleep
 from pispeaker.conversation.devices import DeviceSupervisor
+from pispeaker.conversation.hearing import Ear, VoiceActivity
 from pispeaker.conversation.history import History
 from pispeaker.conversation.routing import AudioRouter
 from pispeaker.conversation.session import LiveSession, MakeLink
@@ -43,6 +44,9 @@ class Controller:
     ``make_link(report, tools)`` builds the Live link that reports to the controller and
     declares the controller's tools (end_conversation, set_volume, get_local_time);
     ``make_wake(report)``, if given, the wake-word listener that reports detections.
+    ``canceller`` and ``voice_model``, if given, take the speaker's echo out of the
+    microphone and tell the user's voice from other sounds (``policy.duplex`` says when the
+    microphone is sent while the reply plays).
     ``on_state`` is told of every change of state, after its effects.
     """
 
@@ -57,6 +61,8 @@ class Controller:
         on_state: Callable[[Status], None] = lambda status: None,
         volume: Volume | None = None,
         make_wake: MakeWake | None = None,
+        canceller: Canceller | None = None,
+        voice_model: VoiceModel | None = None,
     ) -> None:
         self.source, self.sink = source, sink
         self.volume = volume or Volume(initial=100)
@@ -69,8 +75,16 @@ class Controller:
         )
         self.link, self.tools = self.session.link, self.session.tools
         self.wake = make_wake(self._on_wake) if make_wake else None
+        self.ear = Ear(self.policy.duplex, canceller)
         self.router = AudioRouter(
-            self.conversation, self._tasks, self.link, sink, self.volume, self.wake
+            self.conversation,
+            self._tasks,
+            self.link,
+            sink,
+            self.volume,
+            self.wake,
+            self.ear,
+            VoiceActivity(voice_model),
         )
         self.devices = DeviceSupervisor(
             self.conversation,

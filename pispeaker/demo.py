@@ -55,7 +55,9 @@ def _demo_config(config: Config, emulator: LiveEmulator, fast: bool) -> Config:
         update={"base_url": emulator.base_url, "ca_file": emulator.ca_file}
     )
     conversation = config.conversation.model_copy(
-        update={"earcons": False} | ({"follow_up_s": 1.0} if fast else {})
+        # Its room has no echo, and its voice-like signal is no speech to a voice model:
+        # the level gate hears it, as it hears a WAV file's voice.
+        update={"earcons": False, "duplex": "off"} | ({"follow_up_s": 1.0} if fast else {})
     )
     return config.model_copy(update={"live": live, "conversation": conversation})
 

@@ -6,7 +6,7 @@ audio plays (not while the rest of an interrupted turn is being dropped), whethe
 acts in the current state, and when reconnecting gives up. Two things are derived from the
 state instead of being effects, so that they can never drift out of step with it:
 
-- ``uplink(state, voice_barge_in)``: what happens to microphone audio (privacy lives here:
+- ``uplink(state, hears_over_reply)``: what happens to microphone audio (privacy lives here:
   nothing is sent in IDLE, MUTED or ERROR);
 - state-scoped timers: a timer started by an effect (follow-up window, interrupt flash,
   retry backoff) is cancelled by the controller whenever the state changes.
@@ -25,6 +25,7 @@ class State(enum.Enum):
     LISTENING = "listening"  # the user's turn; mic audio sent live
     THINKING = "thinking"  # the user's turn ended; waiting for the model
     SPEAKING = "speaking"  # the reply is playing
+    DUCKED = "ducked"  # someone may be talking over the reply: it plays quieter until sure
     INTERRUPTED = "interrupted"  # barge-in: playback flushed; a short flash, then LISTENING
     MUTED = "muted"  # the user turned the microphone off (button hold)
     ERROR = "error"  # key rejected, model unavailable or device lost; waiting to retry
@@ -37,7 +38,9 @@ class Event(enum.Enum):
     BUTTON_PRESS = "button press"
     BUTTON_HOLD = "button hold"  # the mute toggle
     SESSION_READY = "session ready"  # setupComplete on a new or resumed session
-    USER_SPEECH = "user speech"  # the user started talking (the follow-up window waits)
+    SOUND_ONSET = "sound onset"  # a sound started over the reply: maybe the user
+    SOUND_GONE = "sound gone"  # it was not the user talking (a cough, a door), or it ended
+    USER_SPEECH = "user speech"  # the user is talking (the follow-up window waits)
     USER_SILENCE = "user silence"  # they stopped (the follow-up window starts afresh)
     USER_TURN_ENDED = "user turn ended"  # the server heard the end of the user's turn
     MODEL_AUDIO = "model audio"  # reply audio arrived
@@ -84,7 +87,7 @@ class Uplink(enum.Enum):
     LOCAL = "local"  # wake word and pre-roll ring only; nothing leaves the device
     BUFFER = "buffer"  # kept, to be sent once the session is ready
     LIVE = "live"  # sent as captured
-    GUARDED = "guarded"  # not sent: the mic hears the speaker (no echo cancellation)
+    GUARDED = "guarded"  # not sent: the mic hears the speaker (no echo cancellation yet)
 
 
 @dataclass(frozen=True)
@@ -117,9 +120,11 @@ class Options:
 Transition = tuple[Status, tuple[Effect, ...]]
 Rule = Callable[[Status, Options], Transition]
 
-_CLOSABLE = frozenset({State.LISTENING, State.THINKING, State.SPEAKING})
+#: The reply is playing (at full level, or ducked).
+PLAYING = frozenset({State.SPEAKING, State.DUCKED})
+_CLOSABLE = frozenset({State.LISTENING, State.THINKING, *PLAYING})
 CONVERSATION = frozenset(
-    {State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING, State.INTERRUPTED}
+    {State.CONNECTING, State.LISTENING, State.THINKING, *PLAYING, State.INTERRUPTED}
 )
 _END = (Effect.FLUSH_PLAYBACK, Effect.CLOSE_SESSION, Effect.EARCON_END)
 _FAIL = (Effect.FLUSH_PLAYBACK, Effect.CLOSE_SESSION, Effect.EARCON_ERROR, Effect.SCHEDULE_RETRY)
@@ -127,14 +132,15 @@ _LEAVE = (Effect.FLUSH_PLAYBACK, Effect.CLOSE_SESSION)  # quietly: mute, lost de
 _BARGE_IN = (Effect.FLUSH_PLAYBACK, Effect.START_FLASH)
 
 
-def uplink(state: State, voice_barge_in: bool = False) -> Uplink:
+def uplink(state: State, hears_over_reply: bool = False) -> Uplink:
     """Where microphone audio goes in ``state``.
 
-    While SPEAKING the microphone mostly hears the speaker, so without echo cancellation the
-    audio is withheld (the model would interrupt itself); ``voice_barge_in`` sends it anyway.
+    While the reply plays the microphone mostly hears the speaker, so the audio is withheld
+    (the model would interrupt itself) unless ``hears_over_reply``: the echo is cancelled
+    (a converged canceller, or a speakerphone's own), so what is sent is the user.
     """
-    if state is State.SPEAKING:
-        return Uplink.LIVE if voice_barge_in else Uplink.GUARDED
+    if state in PLAYING:
+        return Uplink.LIVE if hears_over_reply else Uplink.GUARDED
     return _UPLINK[state]
 
 
@@ -177,7 +183,9 @@ def _unless_dropping(rule: Rule) -> Rule:
 
 
 def _play(status: Status, _options: Options) -> Transition:
-    return replace(status, state=State.SPEAKING), (Effect.PLAY_AUDIO,)
+    """Play reply audio; a ducked reply stays ducked."""
+    state = status.state if status.state in PLAYING else State.SPEAKING
+    return replace(status, state=state), (Effect.PLAY_AUDIO,)
 
 
 def _turn_complete(status: Status, _options: Options) -> Transition:
@@ -232,6 +240,11 @@ def _close_after_reply(status: Status, _options: Options) -> Transition:
     return replace(status, closing=True), ()
 
 
+def _while_playing(event: Event, rule: Rule) -> dict[tuple[State, Event], Rule]:
+    """``rule`` for ``event`` while the reply plays, ducked or not."""
+    return {(state, event): rule for state in PLAYING}
+
+
 _RULES: dict[tuple[State, Event], Rule] = {
     (State.IDLE, Event.WAKE_WORD): _to(
         State.CONNECTING, Effect.OPEN_SESSION, Effect.SEND_PREROLL, Effect.EARCON_START
@@ -241,6 +254,10 @@ _RULES: dict[tuple[State, Event], Rule] = {
     ),
     (State.IDLE, Event.BUTTON_HOLD): _to(State.MUTED),
     (State.IDLE, Event.DEVICE_LOST): _to(State.ERROR),
+    # The follow-up window waits while a sound is judged (it may be the user), and while
+    # the user talks; it starts afresh when they stop, or when the sound was not a voice.
+    (State.LISTENING, Event.SOUND_ONSET): _to(State.LISTENING, Effect.HOLD_FOLLOW_UP),
+    (State.LISTENING, Event.SOUND_GONE): _to(State.LISTENING, Effect.START_FOLLOW_UP),
     (State.LISTENING, Event.USER_SPEECH): _to(State.LISTENING, Effect.HOLD_FOLLOW_UP),
     (State.LISTENING, Event.USER_SILENCE): _to(State.LISTENING, Effect.START_FOLLOW_UP),
     (State.LISTENING, Event.USER_TURN_ENDED): _unless_dropping(_to(State.THINKING)),
@@ -252,12 +269,16 @@ _RULES: dict[tuple[State, Event], Rule] = {
     (State.THINKING, Event.REPLY_DONE): _reply_done,
     (State.THINKING, Event.END_CONVERSATION): _close_after_reply,
     (State.THINKING, Event.SERVER_INTERRUPTED): _to(State.LISTENING, Effect.START_FOLLOW_UP),
-    (State.SPEAKING, Event.MODEL_AUDIO): _unless_dropping(_play),
-    (State.SPEAKING, Event.REPLY_DONE): _reply_done,
-    (State.SPEAKING, Event.SERVER_INTERRUPTED): _to(State.INTERRUPTED, *_BARGE_IN),
-    (State.SPEAKING, Event.BUTTON_PRESS): _to(State.INTERRUPTED, *_BARGE_IN),
-    (State.SPEAKING, Event.WAKE_WORD): _wake_barge_in,
-    (State.SPEAKING, Event.END_CONVERSATION): _close_after_reply,
+    **_while_playing(Event.MODEL_AUDIO, _unless_dropping(_play)),
+    **_while_playing(Event.REPLY_DONE, _reply_done),
+    **_while_playing(Event.SERVER_INTERRUPTED, _to(State.INTERRUPTED, *_BARGE_IN)),
+    **_while_playing(Event.BUTTON_PRESS, _to(State.INTERRUPTED, *_BARGE_IN)),
+    **_while_playing(Event.WAKE_WORD, _wake_barge_in),
+    **_while_playing(Event.END_CONVERSATION, _close_after_reply),
+    # Voice barge-in heard on the device: duck at the first sound, stop once it is speech.
+    **_while_playing(Event.USER_SPEECH, _to(State.INTERRUPTED, *_BARGE_IN)),
+    (State.SPEAKING, Event.SOUND_ONSET): _to(State.DUCKED),
+    (State.DUCKED, Event.SOUND_GONE): _to(State.SPEAKING),
     (State.INTERRUPTED, Event.FLASH_DONE): _to(State.LISTENING, Effect.START_FOLLOW_UP),
     (State.MUTED, Event.BUTTON_HOLD): _to(State.IDLE),
     (State.ERROR, Event.RETRY): _to(State.IDLE),
@@ -275,10 +296,10 @@ def _common(state: State, event: Event) -> Rule | None:
 
 
 _IN_CONVERSATION: dict[Event, Rule] = {
-    Event.BUTTON_PRESS: _to(State.IDLE, *_END),  # SPEAKING overrides: a press interrupts
+    Event.BUTTON_PRESS: _to(State.IDLE, *_END),  # PLAYING overrides: a press interrupts
     Event.BUTTON_HOLD: _to(State.MUTED, *_LEAVE),
     Event.SESSION_LIMIT: _to(State.IDLE, *_END),
-    Event.END_CONVERSATION: _to(State.IDLE, *_END),  # SPEAKING overrides: after the reply
+    Event.END_CONVERSATION: _to(State.IDLE, *_END),  # PLAYING overrides: after the reply
     Event.SESSION_READY: _session_ready,
     Event.REASONING_STARTED: _reasoning(True),
     Event.REASONING_DONE: _reasoning(False),

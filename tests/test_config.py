@@ -238,3 +238,28 @@ def test_an_unknown_time_zone_names_the_way_to_list_them(tmp_path: Path) -> None
     [problem] = problems_of(tmp_path, '[assistant]\ntime_zone = "Europe/Lyon"\n')
     assert problem.startswith("assistant.time_zone: unknown time zone 'Europe/Lyon'")
     assert "timedatectl list-timezones" in problem
+
+
+@pytest.mark.parametrize(("old", "duplex"), [("true", "hardware"), ("false", "off")])
+def test_the_deprecated_voice_barge_in_is_read_as_duplex_with_a_warning(
+    tmp_path: Path, old: str, duplex: str
+) -> None:
+    config = load_config(write(tmp_path, f"[conversation]\nvoice_barge_in = {old}\n"))
+    assert config.conversation.duplex == duplex
+    (warning,) = config.warnings()
+    assert "conversation.voice_barge_in is deprecated" in warning
+    assert f"duplex = {duplex!r}" in warning
+    assert "voice_barge_in" not in redacted_toml(config, "hidden")
+
+
+def test_voice_barge_in_and_duplex_together_are_one_problem(tmp_path: Path) -> None:
+    text = '[conversation]\nvoice_barge_in = true\nduplex = "auto"\n'
+    (problem,) = problems_of(tmp_path, text)
+    assert "voice_barge_in is replaced by duplex: remove voice_barge_in" in problem
+
+
+def test_an_unknown_duplex_mode_names_the_choices(tmp_path: Path) -> None:
+    (problem,) = problems_of(tmp_path, '[conversation]\nduplex = "full"\n')
+    assert problem.startswith("conversation.duplex")
+    assert "auto" in problem
+    assert "hardware" in problem

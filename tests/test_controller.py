@@ -11,6 +11,7 @@ from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, silence
 from pispeaker.audio.resample import resample
 from pispeaker.config import LiveConfig
 from pispeaker.controller import Controller, Policy
+from pispeaker.conversation.core import Duplex
 from pispeaker.emulator import Fault, LiveEmulator, Reply, ScheduledFault, ToolCall
 from pispeaker.live.link import LiveLink
 from pispeaker.states import Effect, Event, State, Status
@@ -93,7 +94,7 @@ async def test_voice_barge_in_interrupts_and_the_new_question_is_answered(
     emulator.script.push(Reply(audio="tone", seconds=3.0), Reply(audio="parrot"))
     question = speech(0.4, frequency_hz=500)
     audio = _gap(0.2) + speech(0.4) + _gap(1.2) + question + _gap(2.0)
-    rig = await rig_factory(emulator, audio, Policy(follow_up_s=3.0, voice_barge_in=True))
+    rig = await rig_factory(emulator, audio, Policy(follow_up_s=3.0, duplex=Duplex.HARDWARE))
     rig.controller.dispatch(Event.BUTTON_PRESS)
     await rig.reach(State.INTERRUPTED)
     flushed = rig.sink.flushed_at[-1]
@@ -290,7 +291,7 @@ async def test_interrupting_cancels_a_running_tool(
     slow = SlowTool("slow_lookup")
     emulator.script.push(Reply(tool_calls=(ToolCall("slow_lookup"),)))
     audio = _gap(0.2) + speech(0.4) + _gap(1.0) + speech(0.4) + _gap(2.0)
-    rig = await rig_factory(emulator, audio, Policy(follow_up_s=3.0, voice_barge_in=True))
+    rig = await rig_factory(emulator, audio, Policy(follow_up_s=3.0, duplex=Duplex.HARDWARE))
     rig.controller.tools.box = ToolBox([slow.tool])
     rig.controller.dispatch(Event.BUTTON_PRESS)
     await asyncio.wait_for(slow.started.wait(), 5)
@@ -311,3 +312,40 @@ async def test_each_conversation_logs_the_tokens_it_used(
     [used] = [r.getMessage() for r in caplog.records if "tokens" in r.getMessage()]
     # 0.4 s of speech in, 0.4 s of reply out, at the service's 25 audio tokens a second.
     assert used == "the conversation used 20 tokens (10 in, 10 out)"
+
+
+async def test_with_the_echo_canceller_a_voice_over_the_reply_ducks_it_then_stops_it(
+    start_emulator: StartEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    """duplex "auto" with the real canceller and voice model: the reply teaches the canceller
+    the (quiet) room, then the microphone is sent over it; the user's voice ducks the reply
+    at its first chunk and stops it."""
+    from pispeaker.audio.echo import EchoCanceller
+    from pispeaker.audio.voice import VoiceDetector
+    from tests import speech as fixtures
+
+    voice = fixtures.read_pcm(fixtures.say("no stop, I meant tomorrow", fixtures.REQUEST_VOICE))
+    answer = (
+        "the weather tomorrow will be sunny with a light breeze from the west and highs of twenty"
+    )
+    spoken = fixtures.read_pcm(fixtures.say(answer, fixtures.OTHER_VOICES[1]))
+    emulator = await start_emulator(pace=1.0)  # a spoken reply: AEC3 treats a tone otherwise
+    emulator.script.push(Reply(audio=resample(spoken, INPUT_RATE, OUTPUT_RATE)), Reply())
+    audio = _gap(0.2) + speech(0.4) + _gap(2.5) + voice + _gap(3.0)
+    rig = await rig_factory(
+        emulator,
+        audio,
+        Policy(follow_up_s=3.0, duplex=Duplex.AUTO),
+        canceller=EchoCanceller(),
+        voice_model=VoiceDetector(),
+    )
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.INTERRUPTED, within_s=15)
+    states = rig.controller.record.states
+    assert states[states.index(State.SPEAKING) :][:3] == [
+        State.SPEAKING,
+        State.DUCKED,
+        State.INTERRUPTED,
+    ]
+    assert rig.controller.ear.hears_over_reply
+    assert rig.sink.flushed_at

@@ -6,18 +6,17 @@ import asyncio
 import pytest
 
 from pispeaker.audio.memory import MemorySink, MemorySource
-from pispeaker.audio.pcm import INPUT_RATE, silence
+from pispeaker.audio.pcm import INPUT_RATE
 from pispeaker.config import LiveConfig
 from pispeaker.controller import Controller
 from pispeaker.conversation.core import Change, Conversation, Policy
-from pispeaker.conversation.routing import SpeechBursts
 from pispeaker.conversation.tasks import TaskOwner
 from pispeaker.conversation.toolrunner import ToolRunner
 from pispeaker.live.link import LiveLink
 from pispeaker.live.port import ToolRequest
 from pispeaker.states import Effect, Event, State
 from pispeaker.tools import Tool, ToolBox
-from tests.conftest import SlowTool, speech
+from tests.conftest import SlowTool
 
 CHUNK_S = 0.02
 
@@ -118,41 +117,6 @@ async def test_close_does_not_swallow_a_cancellation_of_its_caller() -> None:
     closing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await closing
-
-
-# -- speech bursts ------------------------------------------------------------------------------
-
-
-def _events(bursts: SpeechBursts, audio: bytes) -> list[tuple[float, Event]]:
-    fed = ((i * CHUNK_S, bursts.feed(chunk)) for i, chunk in enumerate(_chunks(audio)))
-    return [(round(at, 2), event) for at, event in fed if event is not None]
-
-
-def test_a_burst_of_speech_is_one_start_and_one_end_not_an_event_per_chunk() -> None:
-    audio = silence(0.5, INPUT_RATE) + speech(2.5) + silence(1.0, INPUT_RATE)
-    # It starts at 0.5 s and ends 0.3 s after the speech stopped at 3.0 s.
-    assert _events(SpeechBursts(quiet_s=0.3), audio) == [
-        (0.5, Event.USER_SPEECH),
-        (3.28, Event.USER_SILENCE),
-    ]
-
-
-def test_silence_alone_is_no_speech() -> None:
-    assert _events(SpeechBursts(), silence(3.0, INPUT_RATE)) == []
-
-
-def test_a_short_pause_does_not_end_the_burst() -> None:
-    bursts = SpeechBursts(quiet_s=0.3)
-    audio = speech(0.5) + silence(0.2, INPUT_RATE) + speech(0.5)
-    assert _events(bursts, audio) == [(0.0, Event.USER_SPEECH)]
-    assert bursts.talking
-
-
-def test_after_a_reset_the_next_loud_chunk_starts_a_burst() -> None:
-    bursts = SpeechBursts()
-    bursts.feed(speech(0.02))
-    bursts.reset()
-    assert bursts.feed(speech(0.02)) is Event.USER_SPEECH
 
 
 # -- the tool runner ----------------------------------------------------------------------------

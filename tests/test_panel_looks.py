@@ -39,6 +39,7 @@ PATTERN_TABLE = [
     ("breathe", [(0.0, 1.0), (1.5, 0.0), (3.0, 1.0), (0.75, 0.5), (2.25, 0.5)]),
     ("double_blink", [(0.07, 1.0), (0.22, 0.0), (0.37, 1.0), (0.6, 0.0), (1.4, 0.0), (1.57, 1.0)]),
     ("beacon", [(0.05, 1.0), (0.15, 0.0), (1.0, 0.0), (1.9, 0.0), (2.05, 1.0), (4.05, 1.0)]),
+    ("wink", [(0.0, 1.0), (0.75, 1.0), (0.85, 0.0), (1.05, 1.0)]),
 ]
 
 
@@ -119,6 +120,7 @@ def test_rgb_defaults_are_the_documented_colours_and_the_demo_text() -> None:
         State.LISTENING: "blue, solid",
         State.THINKING: "cyan, pulsing",
         State.SPEAKING: "green, breathing",
+        State.DUCKED: "green, winking (dark 0.2 s every second)",
         State.INTERRUPTED: "amber, quick flash",
         State.MUTED: "red, solid",
         State.ERROR: "red, blinking",
@@ -135,6 +137,7 @@ def test_plain_leds_tell_states_apart_by_pattern(channels: int) -> None:
         State.LISTENING: "solid",
         State.THINKING: "pulse",
         State.SPEAKING: "breathe",
+        State.DUCKED: "wink",
         State.INTERRUPTED: "flash",
         State.MUTED: "beacon",
         State.ERROR: "double_blink",

@@ -40,6 +40,8 @@ CONNECTING   REASONING_STARTED   -> CONNECTING+reasoning
 CONNECTING   FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
 CONNECTING   DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
+LISTENING    SOUND_ONSET         -> LISTENING    HOLD_FOLLOW_UP
+LISTENING    SOUND_GONE          -> LISTENING    START_FOLLOW_UP
 LISTENING    USER_SPEECH         -> LISTENING    HOLD_FOLLOW_UP
 LISTENING    USER_SILENCE        -> LISTENING    START_FOLLOW_UP
 LISTENING    USER_TURN_ENDED     -> THINKING
@@ -77,11 +79,29 @@ SPEAKING     SERVER_INTERRUPTED  -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FL
 SPEAKING     BUTTON_PRESS        -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
 SPEAKING     WAKE_WORD           -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH SEND_PREROLL
 SPEAKING     END_CONVERSATION    -> SPEAKING+closing
+SPEAKING     SOUND_ONSET         -> DUCKED
+SPEAKING     USER_SPEECH         -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
 SPEAKING     BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 SPEAKING     SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 SPEAKING     CONNECTION_LOST     -> CONNECTING+dropping+reconnects=1 FLUSH_PLAYBACK RECONNECT
 SPEAKING     FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
 SPEAKING     DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
+
+DUCKED       SOUND_GONE          -> SPEAKING
+DUCKED       USER_SPEECH         -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
+DUCKED       MODEL_AUDIO         -> DUCKED       PLAY_AUDIO
+DUCKED       TURN_COMPLETE       -> DUCKED       AWAIT_PLAYBACK
+DUCKED       REASONING_STARTED   -> DUCKED+reasoning
+DUCKED       REPLY_DONE          -> LISTENING    START_FOLLOW_UP
+DUCKED       SERVER_INTERRUPTED  -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
+DUCKED       BUTTON_PRESS        -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
+DUCKED       WAKE_WORD           -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH SEND_PREROLL
+DUCKED       END_CONVERSATION    -> DUCKED+closing
+DUCKED       BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
+DUCKED       SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
+DUCKED       CONNECTION_LOST     -> CONNECTING+dropping+reconnects=1 FLUSH_PLAYBACK RECONNECT
+DUCKED       FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
+DUCKED       DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
 INTERRUPTED  FLASH_DONE          -> LISTENING    START_FOLLOW_UP
 INTERRUPTED  TURN_COMPLETE       -> INTERRUPTED  AWAIT_PLAYBACK
@@ -313,6 +333,7 @@ UPLINK = {
     State.LISTENING: Uplink.LIVE,
     State.THINKING: Uplink.LIVE,
     State.SPEAKING: Uplink.GUARDED,
+    State.DUCKED: Uplink.GUARDED,
     State.INTERRUPTED: Uplink.LIVE,
     State.MUTED: Uplink.DISCARD,
     State.ERROR: Uplink.LOCAL,
@@ -322,11 +343,11 @@ UPLINK = {
 @pytest.mark.parametrize("state", list(State))
 def test_uplink_of_every_state(state: State) -> None:
     assert uplink(state) is UPLINK[state]
-    expected_with_barge_in = Uplink.LIVE if state is State.SPEAKING else UPLINK[state]
-    assert uplink(state, voice_barge_in=True) is expected_with_barge_in
+    expected_over_reply = Uplink.LIVE if UPLINK[state] is Uplink.GUARDED else UPLINK[state]
+    assert uplink(state, hears_over_reply=True) is expected_over_reply
 
 
 @pytest.mark.parametrize("state", [State.IDLE, State.MUTED, State.ERROR])
 def test_nothing_leaves_the_device_outside_a_conversation(state: State) -> None:
-    for voice_barge_in in (False, True):
-        assert uplink(state, voice_barge_in) in (Uplink.LOCAL, Uplink.DISCARD)
+    for hears_over_reply in (False, True):
+        assert uplink(state, hears_over_reply) in (Uplink.LOCAL, Uplink.DISCARD)

@@ -4,7 +4,7 @@ the real ALSA adapter."""
 import asyncio
 from collections.abc import Callable
 
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, SAMPLE_WIDTH, byte_count, duration_s
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, SAMPLE_WIDTH, byte_count, duration_s, scale
 from pispeaker.audio.ports import DeviceLostError
 
 
@@ -63,6 +63,7 @@ class MemorySink:
 
     def __init__(self, realtime: bool = False) -> None:
         self.tap: Callable[[bytes], None] | None = None
+        self.gain = 1.0
         self.played = bytearray()
         self.flushed_at: list[int] = []  # len(played) at each flush
         self._realtime = realtime
@@ -126,6 +127,7 @@ class MemorySink:
             pcm = await self._queue.get()
             if self._realtime:
                 await asyncio.sleep(duration_s(pcm, OUTPUT_RATE))
+            pcm = scale(pcm, self.gain) if self.gain != 1.0 else pcm
             self.played.extend(pcm)
             if self.tap:
                 self.tap(pcm)

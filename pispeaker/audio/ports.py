@@ -40,6 +40,9 @@ class AudioSink(Protocol):
     #: Called with every piece of audio as it is handed to the device: the reference signal
     #: an echo canceller needs.
     tap: Callable[[bytes], None] | None
+    #: Linear gain on audio as it goes to the device (a ducked reply): it takes effect with
+    #: the next piece handed over, not when queued; the tap hears the audio with it applied.
+    gain: float
 
     async def start(self) -> None:
         """Open the device; raise DeviceLostError if it cannot be opened."""
@@ -104,3 +107,32 @@ class PrerollRing:
 
     def __len__(self) -> int:
         return self._size
+
+
+class Canceller(Protocol):
+    """An acoustic echo canceller: takes the speaker's voice out of the microphone."""
+
+    @property
+    def converged(self) -> bool:
+        """Whether it has learnt this room's echo well enough to send the microphone while
+        the speaker talks (measured on the reply's own audio)."""
+
+    def reference(self, pcm: bytes) -> None:
+        """``pcm`` (24 kHz mono s16le) was handed to the speaker, in order, as it was."""
+
+    def drop(self) -> None:
+        """The speaker dropped what it held: that audio will not be heard."""
+
+    def clean(self, mic: bytes) -> bytes:
+        """One 16 kHz mono s16le microphone chunk without the echo, as long as it came;
+        raise EchoCancellerError if the canceller failed."""
+
+
+class VoiceModel(Protocol):
+    """An on-device voice activity model."""
+
+    def probability(self, chunk: bytes) -> float:
+        """How likely the latest 16 kHz mono s16le audio is speech, 0..1."""
+
+    def reset(self) -> None:
+        """Forget the audio heard so far."""

@@ -115,7 +115,7 @@ async def _service(config: Config, options: BenchOptions, directory: Path) -> li
         emulator_process(directory, 0.0, 0.0, 0.0) as endpoint,
         _running(Microphone(mic_path, *USB_MIC)),
     ):
-        settings = bench_config(config, endpoint, USB_MIC, USB_MIC, voice_barge_in=False)
+        settings = bench_config(config, endpoint, USB_MIC, USB_MIC, duplex="off")
         environ = dict(os.environ, ALSA_CONFIG_PATH=str(alsa))
         return await measure_service(settings, endpoint, environ, directory, options.idle_s)
 

@@ -11,7 +11,7 @@ def bench_config(
     endpoint: Endpoint,
     capture: tuple[int, int],
     playback: tuple[int, int],
-    voice_barge_in: bool = True,
+    duplex: str = "hardware",
 ) -> Config:
     """``config`` on the bench: ``capture`` and ``playback`` are (rate, channels) of s16le.
 
@@ -41,7 +41,7 @@ def bench_config(
         }
     )
     conversation = config.conversation.model_copy(
-        update={"earcons": False, "follow_up_s": 1.0, "voice_barge_in": voice_barge_in}
+        update={"earcons": False, "follow_up_s": 1.0, "duplex": duplex}
     )
     wake = config.wake.model_copy(update={"models": [WAKE_MODEL], "thresholds": {}})
     panel = config.panel.model_copy(update={"button_pin": 0, "led_pins": []})

@@ -3,6 +3,7 @@ returns, and only then tells the observers (LEDs, sd_notify, logs), so that cont
 waits behind them. It owns the timers the effects start: those of a state end with it."""
 
 import asyncio
+import enum
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,20 @@ log = logging.getLogger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class Duplex(enum.Enum):
+    """Whether the microphone is sent while the reply plays (conversation.duplex)."""
+
+    AUTO = "auto"  # once the echo canceller has converged; withheld without one
+    AEC = "aec"  # the same, but a canceller that cannot load is a configuration error
+    HARDWARE = "hardware"  # always: the microphone cancels the echo itself
+    OFF = "off"  # never: only the wake word and the button interrupt
+
+    @property
+    def cancels_echo(self) -> bool:
+        """Whether pispeaker runs its own echo canceller."""
+        return self in (Duplex.AUTO, Duplex.AEC)
+
+
 @dataclass(frozen=True)
 class Policy:
     """Timings and choices of the conversation (seconds unless named otherwise)."""
@@ -25,7 +40,7 @@ class Policy:
     max_session_s: float = 600.0
     fatal_retry_s: float = 300.0
     max_reconnects: int = 8
-    voice_barge_in: bool = False
+    duplex: Duplex = Duplex.OFF
     wake_barge_in: bool = True
     preroll_s: float = 2.0
     earcons: bool = False

@@ -2,56 +2,28 @@
 the reply audio on its way to the speaker.
 
 Captured audio feeds the pre-roll ring and the wake word on one clock in every state but
-MUTED, and the Live link where the state allows it. Reply audio is played at the set volume;
-what was played is kept as the echo canceller's reference.
+MUTED. In a conversation it is cleaned of the speaker's echo (``Ear``), goes to the Live link
+where the state allows it, and to the voice activity detector, which tells the machine when
+the user talks (the follow-up window, and barge-in over a reply). Reply audio is played at
+the set volume, ducked while the machine says so (DUCKED); what was played is the echo
+canceller's reference.
 """
 
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, duration_s, rms_dbfs, tone
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, tone
 from pispeaker.audio.ports import AudioSink, AudioSource, PrerollRing
 from pispeaker.audio.volume import Volume
 from pispeaker.conversation.core import Change, Conversation
+from pispeaker.conversation.hearing import Ear, VoiceActivity
 from pispeaker.conversation.tasks import TaskOwner
 from pispeaker.live.port import Link
-from pispeaker.states import Event, State, Uplink, uplink
+from pispeaker.states import CONVERSATION, PLAYING, Event, State, Uplink, uplink
 from pispeaker.wake.detector import Detection
 from pispeaker.wake.listener import WakeListener
 
-#: Microphone level (dBFS) that counts as the user talking, for the follow-up window.
-SPEECH_DBFS = -40.0
-#: Seconds of played audio kept as the echo canceller's reference signal.
+#: Seconds of played audio kept as a record of what the speaker said.
 REFERENCE_S = 2.0
-
-
-class SpeechBursts:
-    """Turns microphone levels into the user starting (USER_SPEECH) and stopping
-    (USER_SILENCE, after ``quiet_s`` below the level) to talk: events once per burst, never
-    per chunk. Time is the audio's own, so it does not depend on how fast chunks arrive."""
-
-    def __init__(self, threshold_dbfs: float = SPEECH_DBFS, quiet_s: float = 0.3) -> None:
-        self.threshold_dbfs = threshold_dbfs
-        self.quiet_s = quiet_s
-        self.talking = False
-        self._quiet_s = 0.0  # since the last loud chunk
-
-    def feed(self, chunk: bytes) -> Event | None:
-        """USER_SPEECH when this chunk starts a burst, USER_SILENCE when it ends one."""
-        if rms_dbfs(chunk) > self.threshold_dbfs:
-            self._quiet_s = 0.0
-            if self.talking:
-                return None
-            self.talking = True
-            return Event.USER_SPEECH
-        if not self.talking:
-            return None
-        self._quiet_s += duration_s(chunk, INPUT_RATE)
-        if self._quiet_s < self.quiet_s:
-            return None
-        self.talking = False
-        return Event.USER_SILENCE
-
-    def reset(self) -> None:
-        """Forget the burst in progress."""
-        self.talking = False
+#: The gain of a ducked reply: 20 dB down, quiet enough to hear the user over it.
+DUCKED_GAIN = 0.1
 
 
 class AudioRouter:
@@ -65,6 +37,8 @@ class AudioRouter:
         sink: AudioSink,
         volume: Volume,
         wake: WakeListener | None,
+        ear: Ear,
+        voice: VoiceActivity,
     ) -> None:
         self._conversation = conversation
         self._tasks = tasks
@@ -72,12 +46,12 @@ class AudioRouter:
         self._sink = sink
         self._volume = volume
         self._wake = wake
-        self._voice_barge_in = conversation.policy.voice_barge_in
-        self._bursts = SpeechBursts()
+        self.ear = ear
+        self.voice = voice
         # What the microphone heard lately, on the same clock as the wake-word detector.
         self.preroll = PrerollRing(conversation.policy.preroll_s)
         self.reference = PrerollRing(REFERENCE_S, OUTPUT_RATE)
-        sink.tap = self.reference.append  # what was played: the echo canceller's reference
+        sink.tap = self._played
         self.chunks_heard = 0  # microphone chunks read: capture is alive while this grows
 
     # -- capture ---------------------------------------------------------------------------
@@ -92,16 +66,20 @@ class AudioRouter:
     def hear(self, chunk: bytes) -> None:
         """Route one microphone chunk by the current state."""
         state = self._conversation.status.state
-        mode = uplink(state, self._voice_barge_in)
+        mode = uplink(state, self.ear.hears_over_reply)
         if mode is Uplink.DISCARD:
             return
         self.preroll.append(chunk)  # the detector hears every state but MUTED: no warm-up
         if self._wake is not None:
             self._wake.feed(chunk)
+        if state not in CONVERSATION:
+            return
+        chunk = self.ear.clean(chunk)  # in every conversation state: it learns the room
         if mode in (Uplink.BUFFER, Uplink.LIVE):
             self._link.send_audio(chunk)
-        if state is State.LISTENING and (speech := self._bursts.feed(chunk)):
-            self._conversation.dispatch(speech)
+        if state is State.LISTENING or (state in PLAYING and mode is Uplink.LIVE):
+            for event in self.voice.feed(chunk):
+                self._conversation.dispatch(event)
 
     def heard_gap(self) -> None:
         """The microphone was away: what came before does not join what comes next."""
@@ -120,13 +98,22 @@ class AudioRouter:
 
     def on_change(self, change: Change) -> None:
         """Nothing heard while MUTED may be used: the pre-roll is emptied on the way in,
-        and the wake word starts afresh on the way out (its audio has a gap)."""
+        and the wake word starts afresh on the way out (its audio has a gap). The reply is
+        ducked exactly while DUCKED; the voice detector starts afresh with a reply and with
+        the user's turn (not from DUCKED to SPEAKING or back: that is the same sound)."""
         if not change.moved:
             return
-        self._bursts.reset()
-        if change.after.state is State.MUTED:
+        after, before = change.after.state, change.before.state
+        self._sink.gain = DUCKED_GAIN if after is State.DUCKED else 1.0
+        if not (after in PLAYING and before in PLAYING):
+            self.voice.reset()
+        if after in PLAYING:
+            self.ear.tell_withheld()
+        if after not in CONVERSATION:
+            self.ear.dropped()  # what the speaker plays now is nobody's echo to cancel
+        if after is State.MUTED:
             self.preroll.clear()
-        elif change.before.state is State.MUTED and self._wake is not None:
+        elif before is State.MUTED and self._wake is not None:
             self._wake.reset()
 
     # -- playback --------------------------------------------------------------------------
@@ -141,10 +128,18 @@ class AudioRouter:
         reply's end with them."""
         self._tasks.cancel("reply-done")
         self._sink.flush()
+        self.ear.dropped()
 
     def await_playback(self, _change: Change) -> None:
         """REPLY_DONE once the last queued sample has played."""
         self._tasks.start("reply-done", self._reply_done())
+
+    def _played(self, pcm: bytes) -> None:
+        """``pcm`` went to the speaker: the echo canceller's reference while a reply plays
+        (an earcon's echo is short; cancelling it would cost the user's first words)."""
+        self.reference.append(pcm)
+        if self._conversation.status.state in PLAYING:
+            self.ear.played(pcm)
 
     async def _reply_done(self) -> None:
         await self._sink.drain()

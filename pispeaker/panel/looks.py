@@ -66,6 +66,7 @@ PATTERNS: dict[str, PatternInfo] = {
     "breathe": PatternInfo(_breathe, "breathing"),
     "double_blink": PatternInfo(_double_blink, "double blinking"),
     "beacon": PatternInfo(_square(2.0, 0.1), "beacon (a short blink every 2 s)"),
+    "wink": PatternInfo(_square(1.0, 0.8), "winking (dark 0.2 s every second)"),
 }
 
 #: Named colours as (red, green, blue) levels. Amber has half green because an LED's green
@@ -132,6 +133,7 @@ _COLOUR_LOOKS: dict[State, tuple[str, str]] = {
     State.LISTENING: ("blue", "solid"),
     State.THINKING: ("cyan", "pulse"),
     State.SPEAKING: ("green", "breathe"),
+    State.DUCKED: ("green", "wink"),  # the reply turned down: someone may be talking over it
     State.INTERRUPTED: ("amber", "flash"),
     State.MUTED: ("red", "solid"),
     State.ERROR: ("red", "blink"),
@@ -144,6 +146,7 @@ _PLAIN_LOOKS: dict[State, str] = {
     State.LISTENING: "solid",
     State.THINKING: "pulse",
     State.SPEAKING: "breathe",
+    State.DUCKED: "wink",
     State.INTERRUPTED: "flash",
     State.MUTED: "beacon",
     State.ERROR: "double_blink",

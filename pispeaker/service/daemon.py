@@ -31,7 +31,7 @@ from pispeaker.credentials import require_api_key
 from pispeaker.errors import PispeakerError
 from pispeaker.service.status import Narrator
 from pispeaker.service.systemd import Notifier, journal_handler, stderr_is_journal
-from pispeaker.states import State, Status
+from pispeaker.states import PLAYING, State, Status
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class Daemon:
     def _prepare(self) -> Settings:
         """Everything that may fail on bad input: the file, the key, the wake-word models."""
         config = self._load_config()
-        for warning in config.live.warnings():
+        for warning in config.warnings():
             log.warning("%s", warning)
         api_key = require_api_key(config.live, self._environ)
         make_wake = wake_maker(config.wake)
@@ -221,7 +221,11 @@ class Daemon:
         error = None
         if controller is not None and self.narrator.state is State.ERROR:
             error = controller.last_error
-        return self.narrator.line(error)
+        line = self.narrator.line(error)
+        if controller is not None and self.narrator.state in PLAYING:
+            withheld = controller.ear.withheld_because
+            return f"{line}; {withheld}" if withheld else line
+        return line
 
 
 async def _stop(tasks: Collection["asyncio.Task[Any]"]) -> None:

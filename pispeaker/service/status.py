@@ -12,7 +12,7 @@ from pispeaker.config import Config
 from pispeaker.states import CONVERSATION, State
 
 #: States that begin a new turn of the user's when LISTENING follows them.
-_TURN_ENDS = frozenset({State.THINKING, State.SPEAKING, State.INTERRUPTED})
+_TURN_ENDS = frozenset({State.THINKING, State.SPEAKING, State.DUCKED, State.INTERRUPTED})
 
 
 def wake_phrase(model: str) -> str:

@@ -23,7 +23,7 @@ from pispeaker.audio.alsa.device import (
     open_in_thread,
 )
 from pispeaker.audio.convert import PlaybackConverter, frame_bytes
-from pispeaker.audio.pcm import OUTPUT_RATE, SAMPLE_WIDTH, byte_count
+from pispeaker.audio.pcm import OUTPUT_RATE, SAMPLE_WIDTH, byte_count, scale
 from pispeaker.audio.ports import DeviceLostError
 from pispeaker.marks import Mark
 
@@ -58,13 +58,15 @@ class AlsaSink:
     ``flush`` stops sound within one period: it empties the queue and the thread drops what
     the device holds. ``tap`` is called on the event loop with each period of the audio as
     given (at most ``period_ms``, a slice of one ``write``), as that period goes to the
-    device; audio flushed before then is not tapped. ``underruns`` counts times the card ran
+    device; audio flushed before then is not tapped. ``gain`` applies to each period as it
+    goes to the device (the tap hears it applied). ``underruns`` counts times the card ran
     dry in the middle of audio.
     """
 
     def __init__(self, request: Request, opener: Opener = open_device) -> None:
         self.request = request
         self.tap: Callable[[bytes], None] | None = None
+        self.gain = 1.0  # read by the writer thread at each period
         self.underruns = 0
         self.writes = 0  # ``write`` calls so far
         #: Marks "playback.written" (the write's number) once the first period of a ``write``
@@ -233,6 +235,8 @@ class _Writer(DeviceThread):
             if self.drop_requested:
                 return
             period = write.pcm[start : start + self.period_bytes]
+            if (gain := self.sink.gain) != 1.0:
+                period = scale(period, gain)
             if self.sink.tap is not None:
                 self.call_soon(self.sink.tap, period)
             self._write_frames(self.converter.convert(period))

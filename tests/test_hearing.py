@@ -1,0 +1,195 @@
+"""The ear: voice activity in two stages, and when the microphone may be sent over a reply."""
+
+import numpy as np
+import pytest
+
+from pispeaker.audio.pcm import INPUT_RATE, silence
+from pispeaker.conversation.core import Duplex
+from pispeaker.conversation.hearing import CONVERGING, Ear, VoiceActivity
+from pispeaker.errors import EchoCancellerError
+from pispeaker.states import Event
+
+CHUNK_S = 0.02
+
+
+def loud(seconds: float, amplitude: float = 3000.0) -> bytes:
+    """A sound well above the gate (-20 dBFS), as a voice near the microphone."""
+    rng = np.random.default_rng(1)
+    samples = rng.normal(0.0, amplitude, round(seconds * INPUT_RATE))
+    return bytes(np.clip(samples, -32768, 32767).astype("<i2").tobytes())
+
+
+def feed(activity: VoiceActivity, audio: bytes) -> list[tuple[float, Event]]:
+    """Every event, with the audio time (s) of the chunk that brought it."""
+    step = round(CHUNK_S * INPUT_RATE) * 2
+    return [
+        (round(offset / 2 / INPUT_RATE + CHUNK_S, 3), event)
+        for offset in range(0, len(audio), step)
+        for event in activity.feed(audio[offset : offset + step])
+    ]
+
+
+class Scripted:
+    """A voice model that says a sound is speech when it is loud and ``voiced``."""
+
+    def __init__(self, voiced: bool) -> None:
+        self.voiced = voiced
+        self.resets = 0
+
+    def probability(self, chunk: bytes) -> float:
+        samples = np.frombuffer(chunk, "<i2").astype(np.float64)
+        return 0.9 if self.voiced and np.sqrt(np.mean(samples**2)) > 300 else 0.02
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+def test_without_a_voice_model_every_sound_is_speech_at_once() -> None:
+    activity = VoiceActivity(None)
+    events = feed(activity, silence(0.1, INPUT_RATE) + loud(0.5) + silence(0.5, INPUT_RATE))
+    assert events == [
+        (0.12, Event.SOUND_ONSET),
+        (0.12, Event.USER_SPEECH),
+        (0.9, Event.USER_SILENCE),
+    ]
+
+
+def test_silence_alone_is_no_sound_and_a_short_pause_does_not_end_speech() -> None:
+    activity = VoiceActivity(None, quiet_s=0.3)
+    assert feed(activity, silence(3.0, INPUT_RATE)) == []
+    events = feed(activity, loud(0.5) + silence(0.2, INPUT_RATE) + loud(0.5))
+    assert [event for _, event in events] == [Event.SOUND_ONSET, Event.USER_SPEECH]
+    assert activity.talking
+
+
+def test_speech_is_confirmed_after_enough_voiced_audio_and_ends_after_quiet() -> None:
+    activity = VoiceActivity(Scripted(voiced=True), confirm_s=0.3, quiet_s=0.3)
+    events = feed(activity, loud(1.0) + silence(0.6, INPUT_RATE))
+    assert events == [
+        (0.02, Event.SOUND_ONSET),
+        (0.3, Event.USER_SPEECH),
+        (1.3, Event.USER_SILENCE),
+    ]
+
+
+def test_a_short_sound_without_voice_is_gone_once_quiet() -> None:
+    activity = VoiceActivity(Scripted(voiced=False), quiet_s=0.3)
+    events = feed(activity, loud(0.2) + silence(0.6, INPUT_RATE) + loud(0.1))
+    assert events == [(0.02, Event.SOUND_ONSET), (0.5, Event.SOUND_GONE), (0.82, Event.SOUND_ONSET)]
+
+
+def test_a_long_noise_is_given_up_on_once_and_ends_without_another_event() -> None:
+    activity = VoiceActivity(Scripted(voiced=False), give_up_s=1.2, quiet_s=0.3)
+    events = feed(activity, loud(3.0) + silence(1.0, INPUT_RATE))
+    assert events == [(0.02, Event.SOUND_ONSET), (1.2, Event.SOUND_GONE)]
+
+
+def test_speech_within_a_long_noise_is_still_heard() -> None:
+    model = Scripted(voiced=False)
+    activity = VoiceActivity(model, confirm_s=0.3, give_up_s=1.2)
+    events = feed(activity, loud(2.0))
+    model.voiced = True
+    events += feed(activity, loud(0.5))
+    assert [event for _, event in events] == [
+        Event.SOUND_ONSET,
+        Event.SOUND_GONE,
+        Event.USER_SPEECH,
+    ]
+
+
+def test_reset_forgets_the_sound_and_the_model_state() -> None:
+    model = Scripted(voiced=True)
+    activity = VoiceActivity(model)
+    feed(activity, loud(0.1))
+    activity.reset()
+    assert (activity.sound, activity.talking, model.resets) == (False, False, 1)
+    assert feed(activity, loud(0.02))[0][1] is Event.SOUND_ONSET
+
+
+class Converging:
+    """A canceller that converges when told, and fails when told."""
+
+    def __init__(self) -> None:
+        self.converged = False
+        self.fail = False
+        self.references: list[bytes] = []
+        self.drops = 0
+
+    def reference(self, pcm: bytes) -> None:
+        self.references.append(pcm)
+
+    def drop(self) -> None:
+        self.drops += 1
+
+    def clean(self, mic: bytes) -> bytes:
+        if self.fail:
+            raise EchoCancellerError("pywebrtc-audio: processing failed")
+        return bytes(len(mic))
+
+
+@pytest.mark.parametrize(
+    ("duplex", "converged", "hears"),
+    [
+        (Duplex.OFF, True, False),
+        (Duplex.HARDWARE, False, True),
+        (Duplex.AUTO, False, False),
+        (Duplex.AUTO, True, True),
+        (Duplex.AEC, True, True),
+    ],
+)
+def test_the_microphone_is_sent_over_a_reply_by_duplex_and_convergence(
+    duplex: Duplex, converged: bool, hears: bool
+) -> None:
+    canceller = Converging()
+    canceller.converged = converged
+    assert Ear(duplex, canceller).hears_over_reply is hears
+
+
+def test_only_a_cancelling_mode_runs_the_canceller() -> None:
+    canceller = Converging()
+    for duplex in (Duplex.OFF, Duplex.HARDWARE):
+        ear = Ear(duplex, canceller)
+        ear.played(b"\x01\x00")
+        assert ear.clean(b"\x05\x00") == b"\x05\x00"
+    assert canceller.references == []
+
+
+def test_until_it_converges_the_ear_says_why_the_microphone_is_withheld() -> None:
+    canceller = Converging()
+    ear = Ear(Duplex.AUTO, canceller)
+    assert ear.withheld_because == CONVERGING
+    canceller.converged = True
+    assert ear.withheld_because is None
+
+
+def test_a_missing_canceller_withholds_the_microphone_and_says_so() -> None:
+    notes: list[str] = []
+    ear = Ear(Duplex.AUTO, None, notes.append)
+    assert not ear.hears_over_reply
+    assert notes == [ear.withheld_because]
+    assert "no echo canceller could be loaded" in notes[0]
+
+
+def test_a_failing_canceller_is_dropped_once_and_audio_passes_through() -> None:
+    canceller = Converging()
+    canceller.converged = True
+    notes: list[str] = []
+    ear = Ear(Duplex.AUTO, canceller, notes.append)
+    ear.played(b"\x01\x00")
+    canceller.fail = True
+    assert ear.clean(b"\x05\x00") == b"\x05\x00"
+    assert ear.clean(b"\x06\x00") == b"\x06\x00"
+    assert not ear.hears_over_reply
+    assert len(notes) == 1
+    assert "the echo canceller failed (pywebrtc-audio: processing failed)" in notes[0]
+
+
+def test_the_canceller_runs_only_while_the_speaker_may_be_heard() -> None:
+    canceller = Converging()
+    ear = Ear(Duplex.AUTO, canceller)
+    chunk = b"\x05\x00" * 320  # 20 ms
+    assert ear.clean(chunk) == chunk  # nothing played: the voice goes out as captured
+    ear.played(b"\x01\x00")
+    cleaned = [ear.clean(chunk) for _ in range(40)]  # 0.8 s
+    assert cleaned[:30] == [bytes(len(chunk))] * 30  # ECHO_TAIL_S after the last play
+    assert cleaned[30:] == [chunk] * 10
