@@ -121,6 +121,20 @@ class Microphone(threading.Thread):
         index = int(np.searchsorted(ends, offset, side="left"))
         return self.periods[min(index, len(self.periods) - 1)][0]
 
+    def captured_at(self, offset: int) -> float:
+        """When the sample at 16 kHz byte ``offset`` was captured (needs ``keep``)."""
+        period = self.period_frames * SAMPLE_WIDTH
+        index = min(offset // period, len(self.moments) - 1)
+        later = self.period_frames - 1 - (offset - index * period) // SAMPLE_WIDTH
+        return self.moments[index] - later / self.rate
+
+    def silent_s(self) -> float:
+        """Seconds written since the last utterance ended (0 while one is said or queued)."""
+        if self._pending or not self._utterances.empty():
+            return 0.0
+        end = self.said[-1][1] if self.said else 0
+        return max(0, self.offset - end) / SAMPLE_WIDTH / INPUT_RATE
+
     def offset_at(self, moment: float) -> int:
         """How many 16 kHz bytes had been written at ``moment`` (needs ``keep``)."""
         times = [t for t, _ in self.periods]
@@ -335,13 +349,19 @@ class Endpoint:
 
 @contextlib.contextmanager
 def emulator_process(
-    directory: Path, pace: float, playback_hold: float, response_latency_s: float
+    directory: Path,
+    pace: float,
+    playback_hold: float,
+    response_latency_s: float,
+    reply: Path | None = None,
 ) -> Iterator[Endpoint]:
-    """``pispeaker emulator`` in a process of its own, until the block ends."""
+    """``pispeaker emulator`` in a process of its own, until the block ends; it answers with
+    the 24 kHz mono s16le audio in ``reply``, or else parrots what it heard."""
     command = [sys.executable, "-m", "pispeaker", "emulator", "--port", "0"]
     command += ["--state-dir", str(directory), "--pace", str(pace)]
     command += ["--playback-hold", str(playback_hold)]
     command += ["--response-latency", str(response_latency_s), "--lifetime", "0"]
+    command += ["--reply-audio", str(reply)] if reply else []
     with (directory / "emulator.log").open("w") as log:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
     try:
