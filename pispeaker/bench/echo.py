@@ -17,7 +17,6 @@ Scenarios, each a loop of replies in one conversation that goes on from reply to
 """
 
 import asyncio
-import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -320,11 +319,12 @@ def _barge_in_figures(
     down = [played.down_after(b.onset, frames_per_s) if b.over_reply else None for b in barge_ins]
     halts = [seconds * 1000 for seconds in down if seconds is not None]
     reached = [uplink.reached(mic, b.start, b.end) for b in barge_ins]
-    loss = [
+    double_talk = [
         uplink.level_loss_db(mic, b.start, b.start + _bytes(seconds))
         for b, seconds in zip(barge_ins, down, strict=True)
-        if seconds is not None and seconds >= WINDOW_S
+        if seconds is not None
     ]
+    loss = [db for db in double_talk if db is not None]
     return [
         figure_from(
             "echo_barge_in_detected",
@@ -355,6 +355,7 @@ def _barge_in_figures(
             "echo: near-end level loss in double talk",
             "dB",
             loss,
+            note=f"{len(double_talk) - len(loss)} of {len(double_talk)} double talks sent nothing",
         ),
     ]
 
@@ -388,14 +389,14 @@ class Uplink:
         sent = [bool(self.sent[frame].all()) for frame in voiced]
         return float(np.mean(sent)) if sent else 0.0
 
-    def level_loss_db(self, mic: Microphone, start: int, end: int) -> float:
+    def level_loss_db(self, mic: Microphone, start: int, end: int) -> float | None:
         """How much quieter the sent audio is than the near-end over mic bytes [start, end)
-        (positive: a loss)."""
+        (positive: a loss); None if none of it was sent."""
         span = slice(start // SAMPLE_WIDTH, end // SAMPLE_WIDTH)
         near = np.frombuffer(mic.near, "<i2")[span].astype(np.float64)
         sent = self.audio[span][self.sent[span]]
         if not len(sent):
-            return math.inf
+            return None
         near = near[self.sent[span]]
         return float(10 * np.log10(np.mean(near**2) / max(np.mean(sent**2), 1e-9)))
 
