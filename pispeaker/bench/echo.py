@@ -117,7 +117,7 @@ class BargeIn:
     start: int
     end: int
     interrupted: float | None
-    over_reply: bool = True
+    over_reply: bool
 
 
 @dataclass
@@ -177,7 +177,7 @@ async def _barge_in(rig: EchoRig) -> BargeIn:
     await _until(lambda: rig.entries(State.INTERRUPTED) > stops, onset + DETECT_S)
     stopped = rig.entries(State.INTERRUPTED) > stops
     interrupted = rig.last_entered(State.INTERRUPTED) if stopped else None
-    return BargeIn(onset, start, end, interrupted, over_reply and rig.state is not State.IDLE)
+    return BargeIn(onset, start, end, interrupted, over_reply)
 
 
 async def _cough(rig: EchoRig, index: int) -> bool:
