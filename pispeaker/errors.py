@@ -34,3 +34,11 @@ class CredentialError(PispeakerError, LookupError):
     """No usable Gemini API key was found (the message lists where it was looked for)."""
 
     exit_code = os.EX_CONFIG
+
+
+class EchoCancellerError(PispeakerError, RuntimeError):
+    """The echo canceller (WebRTC AEC3 from pywebrtc-audio) cannot start or failed."""
+
+
+class VoiceDetectorError(PispeakerError, RuntimeError):
+    """The voice detector's model (Silero VAD for onnxruntime) cannot be loaded or run."""

@@ -36,17 +36,21 @@ OUTSIDE = [
     "onnxruntime",
     "systemd",
     "soxr",
+    "pywebrtc_audio",
 ]
 #: Each outside library and the places that may import it (modules or packages): one
-#: adapter, and for websockets also the emulator, which is a server of its own.
+#: adapter, and for websockets also the emulator, which is a server of its own; onnxruntime
+#: runs both custom wake-word models and the voice detector's model.
 ADAPTERS = {
     "google.genai": ("pispeaker/live/genai.py",),
     "websockets": ("pispeaker/live/genai.py", "pispeaker/emulator/"),
     "alsaaudio": ("pispeaker/audio/alsa/",),
     "gpiozero": ("pispeaker/panel/gpio.py",),
     "openwakeword": ("pispeaker/wake/engine.py",),
+    "onnxruntime": ("pispeaker/wake/engine.py", "pispeaker/audio/voice.py"),
     "systemd": ("pispeaker/service/systemd.py",),
     "soxr": ("pispeaker/audio/resample.py",),
+    "pywebrtc_audio": ("pispeaker/audio/echo.py",),
 }
 PACKAGE = Path(pispeaker.__file__).parent
 

@@ -14,6 +14,8 @@ INPUT_RATE = 16_000
 OUTPUT_RATE = 24_000
 #: dBFS reported for digital silence, where the logarithm is undefined.
 SILENCE_DBFS = -120.0
+#: The magnitude of the most negative s16 sample: floats in -1..1 are samples / FULL_SCALE.
+FULL_SCALE = 32768.0
 
 Samples = npt.NDArray[np.int16]
 Floats = npt.NDArray[np.float32]
@@ -22,6 +24,18 @@ Floats = npt.NDArray[np.float32]
 def to_samples(pcm: bytes) -> Samples:
     """View PCM bytes as int16 samples (an odd trailing byte is a caller bug)."""
     return np.frombuffer(pcm, dtype="<i2")
+
+
+def to_floats(pcm: bytes) -> Floats:
+    """PCM bytes as float32 samples in -1..1."""
+    return (to_samples(pcm) / FULL_SCALE).astype(np.float32)
+
+
+def from_floats(samples: Floats) -> Samples:
+    """Float samples in -1..1 as int16, rounded and clipped at full scale."""
+    scaled = np.round(samples.astype(np.float64) * FULL_SCALE)
+    clipped: Samples = np.clip(scaled, -FULL_SCALE, FULL_SCALE - 1).astype(np.int16)
+    return clipped
 
 
 def duration_s(pcm: bytes, rate: int) -> float:

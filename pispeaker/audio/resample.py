@@ -1,13 +1,15 @@
 """Resampling with soxr: the only importer of soxr.
 
 ``resample`` converts a whole clip of s16le mono PCM; ``StreamResampler`` converts a stream
-of float32 samples piece by piece, for the sound-card converters (convert.py).
+of float32 samples piece by piece, for the sound-card converters (convert.py);
+``PcmStreamResampler`` converts a stream of s16le PCM, for the echo canceller's reference
+(echo.py).
 """
 
 import numpy as np
 import soxr
 
-from pispeaker.audio.pcm import Floats, to_samples
+from pispeaker.audio.pcm import Floats, Samples, from_floats, to_floats, to_samples
 
 
 def resample(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
@@ -54,3 +56,19 @@ class StreamResampler:
         if self.in_rate == self.out_rate:
             return None
         return soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32", quality="HQ")
+
+
+class PcmStreamResampler:
+    """Resamples a stream of s16le mono PCM piece by piece: a ``StreamResampler`` with the
+    conversions to and from float around it. Output lengths vary as that one's do."""
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        self._floats = StreamResampler(in_rate, out_rate)
+
+    def process(self, pcm: bytes) -> Samples:
+        """The int16 samples that ``pcm`` completes (soxr holds back a few)."""
+        return from_floats(self._floats.process(to_floats(pcm)))
+
+    def reset(self) -> None:
+        """Forget the samples held back, e.g. after playback was flushed."""
+        self._floats.reset()
