@@ -17,7 +17,9 @@ Scenarios, each a loop of replies in one conversation that goes on from reply to
 """
 
 import asyncio
+import itertools
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from pispeaker.audio.pcm import INPUT_RATE, SAMPLE_WIDTH, silence
+from pispeaker.audio.echo import EchoCanceller
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, SAMPLE_WIDTH, silence
+from pispeaker.audio.resample import resample
+from pispeaker.audio.voice import VoiceDetector
 from pispeaker.bench.conversation import (
     PATIENCE_S,
     SPEAKER_RATE,
@@ -127,6 +132,7 @@ class Results:
     rooms: list[tuple[RoomSettings, int, int]] = field(default_factory=list)  # replies, stops
     barge_ins: list[BargeIn] = field(default_factory=list)
     coughs: list[bool] = field(default_factory=list)  # a stop followed
+    quiet: tuple[int, int] = (0, 0)  # the microphone's bytes of the replies with nobody talking
 
 
 async def measure_echo(
@@ -137,10 +143,12 @@ async def measure_echo(
     results = Results()
     async with running(echo_config(config), api_key, mic) as run:
         rig = EchoRig(run, mic, speaker, echo)
+        quiet_start = mic.offset
         for settings in _rooms():
             rig.echo.room = Room(settings)
             per_room = max(1, round(replies / len(ROOMS)))
             results.rooms.append((settings, *await _quiet_replies(rig, per_room)))
+        results.quiet = (quiet_start, mic.offset)
         rig.echo.room = Room(TALK_ROOM)
         for _ in range(replies):
             results.barge_ins.append(await _barge_in(rig))
@@ -266,6 +274,19 @@ class Played:
         bounds = np.minimum(bounds, len(samples))
         return self.moments[first:last], np.diff(squares[bounds]), np.diff(bounds).astype(float)
 
+    def references(self, moments: list[float], rate: int) -> list[bytes]:
+        """Channel 0 of what was played between consecutive ``moments``, at ``rate`` mono."""
+        first, last = np.searchsorted(self.moments, [moments[0], moments[-1]])
+        with self.content.open("rb") as content:
+            content.seek(int(self.offsets[first]))
+            data = content.read(int(self.offsets[last] - self.offsets[first]))
+        mono = np.frombuffer(data[: len(data) // 4 * 4], "<i2")[0::2].tobytes()
+        audio = resample(mono, SPEAKER_RATE, rate)
+        cuts = np.searchsorted(self.moments, moments)
+        samples = (self.offsets[cuts] - self.offsets[first]) // self.frame_bytes
+        at = np.minimum(samples * rate // SPEAKER_RATE, len(audio) // 2) * 2
+        return [audio[a:b] for a, b in itertools.pairwise(at.tolist())]
+
     def down_after(self, onset: float, frames_per_s: int) -> float | None:
         """Seconds from ``onset`` to the end of the first WINDOW_S after it whose played
         level is DOWN_DB below the level over BEFORE_S before it (nothing played is silence);
@@ -293,6 +314,7 @@ def _figures(results: Results, mic: Microphone, speaker: Speaker, run: Running) 
         _self_interruptions(results),
         *_barge_in_figures(results.barge_ins, played, uplink, mic),
         _false_stops(results.coughs),
+        *_canceller_figures(mic, played, results.quiet),
     ]
 
 
@@ -426,6 +448,52 @@ def _voiced_frames(mic: Microphone, start: int, end: int) -> list[slice]:
         if level > 10 * mic.noise_rms:  # 20 dB above the noise
             frames.append(slice(low, low + frame))
     return frames
+
+
+# -- the canceller offline -------------------------------------------------------------------
+
+#: Offline, the reference is given this long before it is played, as the playback buffer
+#: gives it to the canceller live (it is tapped at the card write).
+REFERENCE_LEAD_S = 0.1
+
+
+def _canceller_figures(mic: Microphone, played: Played, span: tuple[int, int]) -> list[Figure]:
+    """The canceller and the voice detector run again over what the microphone wrote in
+    ``span`` (16 kHz bytes: the replies with nobody talking), with what the speaker played
+    as the reference: their CPU time per audio second, and the canceller's ERLE."""
+    canceller, detector = EchoCanceller(), VoiceDetector()
+    period = mic.period_frames * SAMPLE_WIDTH
+    first, last = span[0] // period, span[1] // period
+    references = played.references(
+        [mic.moments[k] + REFERENCE_LEAD_S for k in range(first - 1, last)], OUTPUT_RATE
+    )
+    erle: list[float] = []
+    started = time.thread_time()  # the canceller and the detector work on this thread
+    for k, reference in zip(range(first, last), references, strict=True):
+        canceller.reference(reference)
+        detector.probability(canceller.clean(bytes(mic.written[k * period : (k + 1) * period])))
+        if canceller.erle_db is not None:
+            erle.append(canceller.erle_db)
+    cpu = time.thread_time() - started
+    seconds = (last - first) * mic.period_frames / INPUT_RATE
+    return [
+        figure_from(
+            "echo_canceller_cpu",
+            "echo: canceller CPU (with the voice detector)",
+            "CPU-s/s",
+            value=cpu / seconds if seconds else None,
+            limit=0.02,
+            note="offline over the microphone and the played audio of the replies with "
+            "nobody talking",
+        ),
+        figure_from(
+            "echo_erle_db",
+            "echo: echo return loss enhancement",
+            "dB",
+            value=float(np.mean(erle)) if erle else None,
+            note="the canceller's ERLE, averaged over those replies",
+        ),
+    ]
 
 
 def scratch_reply(directory: Path) -> Path:
