@@ -31,6 +31,8 @@ FIGURES = {
     "echo_barge_in_words",
     "echo_double_talk_loss_db",
     "echo_false_stops",
+    "echo_canceller_cpu",
+    "echo_erle_db",
     "rss_after_mb",
     "rss_growth_mb_per_1000",
     "floor_wake_cpu",

@@ -77,7 +77,7 @@ DOWN_DB = 20.0
 def reply_audio() -> bytes:
     """The emulator's answer to every turn: REPLY_S of speech-like 24 kHz audio whose pauses
     never dip 20 dB (so that only a halt or a duck can)."""
-    return speech_like(REPLY_S, 24_000, pitch_hz=110.0, seed=5, murmur_db=-12.0)
+    return speech_like(REPLY_S, OUTPUT_RATE, pitch_hz=110.0, seed=5, murmur_db=-12.0)
 
 
 def echo_config(config: Config) -> Config:
