@@ -159,7 +159,9 @@ async def _echo(config: Config, options: BenchOptions, directory: Path) -> list[
     ):
         echo = Echo(Room(TALK_ROOM), speaker.reader(SPEAKER_CHANNELS * 2), *playback)
         with _running(Microphone(mic_path, keep=True, echo=echo)) as mic:
-            settings = bench_config(config, endpoint, (16_000, 1), playback)
+            # The shipped default until the duplex setting (with its echo canceller) lands:
+            # the microphone withheld while the reply plays.
+            settings = bench_config(config, endpoint, (16_000, 1), playback, voice_barge_in=False)
             return await measure_echo(
                 settings, endpoint.api_key, mic, speaker, echo, options.echo_replies
             )
