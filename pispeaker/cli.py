@@ -93,6 +93,11 @@ def _add_emulator(commands: "argparse._SubParsersAction[argparse.ArgumentParser]
     )
     emulator.add_argument("--state-dir", type=Path, help="where to write the CA certificate")
     emulator.add_argument("--timeline", type=Path, help="append every event to this JSONL file")
+    emulator.add_argument(
+        "--reply-audio",
+        type=Path,
+        help="answer every turn with this 24 kHz mono s16le audio (default: the user's words)",
+    )
 
 
 def _add_sound_checks(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -272,9 +277,10 @@ def _bench(config: Config, args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from pispeaker.emulator import EmulatorOptions, LiveEmulator
+    from pispeaker.emulator import EmulatorOptions, LiveEmulator, Reply
     from pispeaker.emulator.options import DEFAULT_API_KEY
 
+    reply = Reply(audio=args.reply_audio.read_bytes()) if args.reply_audio else Reply()
     options = EmulatorOptions(
         host=args.host,
         port=args.port,
@@ -285,6 +291,7 @@ def _emulator(args: argparse.Namespace) -> int:
         connection_lifetime_s=args.lifetime or None,
         go_away_lead_s=min(50.0, (args.lifetime or 100.0) / 2),
         timeline_path=args.timeline,
+        default_reply=reply,
     )
     asyncio.run(_serve_emulator(LiveEmulator(options, state_dir=args.state_dir)))
     return 0

@@ -81,6 +81,13 @@ def test_met_for_a_value_includes_the_limit_itself() -> None:
     assert figure_from("k", "l", "s", value=2.01, limit=2.0).met is False
 
 
+def test_a_floor_is_met_at_or_above_it_and_reads_as_such() -> None:
+    share = figure_from("detected", "detected", "%", value=95.0, floor=95.0)
+    assert share.met is True
+    assert share.target_text == ">= 95"
+    assert figure_from("detected", "detected", "%", value=94.9, floor=95.0).met is False
+
+
 def test_met_is_none_without_a_limit_or_a_measurement() -> None:
     assert one_to_hundred().met is None
     assert figure_from("k", "l", "s", value=None, limit=1).met is None

@@ -12,14 +12,15 @@ that stops it; the follow-up window passing.
 """
 
 import asyncio
+import contextlib
 import resource
 import time
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from pispeaker.app import build_alsa_ports, build_controller, started, wake_maker
-from pispeaker.audio.alsa import AlsaSink
+from pispeaker.audio.alsa import AlsaSink, AlsaSource
 from pispeaker.audio.pcm import INPUT_RATE, SAMPLE_WIDTH, byte_count, silence
 from pispeaker.bench.figures import Figure, figure_from
 from pispeaker.bench.rig import BenchError, Microphone, Speaker
@@ -63,12 +64,34 @@ async def measure_conversations(
 ) -> list[Figure]:
     """Run ``cycles`` conversations on ``config`` (the bench's devices and emulator, which
     must be running) and return their figures."""
+    async with running(config, api_key, mic) as run:
+        for _ in range(cycles):
+            await _cycle(run.controller, mic, run.marks)
+    return _figures(
+        run.marks, mic, speaker, run.controller, run.source.dropped + run.source.overruns
+    )
+
+
+@dataclass(frozen=True)
+class Running:
+    """A pispeaker running on the bench: its controller, the marks it leaves and its
+    microphone port."""
+
+    controller: Controller
+    marks: Marks
+    source: AlsaSource
+
+
+@contextlib.asynccontextmanager
+async def running(config: Config, api_key: str, mic: Microphone) -> AsyncIterator[Running]:
+    """The service's controller built by app.py from ``config``, started, its wake-word
+    models settled, every mark recorded; stopped after the block."""
     marks = Marks()
     clock = _cpu_clock(mic)
     source, sink = build_alsa_ports(config)
 
     def on_state(status: Status) -> None:
-        marks.states.append((_now(), status.state, clock()))
+        marks.states.append((now(), status.state, clock()))
 
     controller = build_controller(
         config, api_key, source, sink, on_state, make_wake=wake_maker(config.wake)
@@ -79,13 +102,12 @@ async def measure_conversations(
     sink.mark = _sink_marker(marks)
     async with started(controller):
         await asyncio.sleep(SETTLE_S)
-        for _ in range(cycles):
-            await _cycle(controller, mic, marks)
-    return _figures(marks, mic, speaker, controller, source.dropped + source.overruns)
+        yield Running(controller, marks, source)
 
 
-def _now() -> float:
-    return time.monotonic()  # the clock of every process; marks come from threads too
+def now() -> float:
+    """The bench's clock: that of every process (marks come from threads too)."""
+    return time.monotonic()
 
 
 def _cpu_clock(mic: Microphone) -> Callable[[], float]:
@@ -100,28 +122,28 @@ def _cpu_clock(mic: Microphone) -> Callable[[], float]:
 
 def _link_marker(marks: Marks, sink: AlsaSink) -> Callable[[str, object], None]:
     def mark(point: str, detail: object) -> None:
-        now = _now()
+        moment = now()
         if point == "uplink.sent":
             assert isinstance(detail, bytes)  # the link marks the chunk it sent
-            marks.sent.append((now, detail))
+            marks.sent.append((moment, detail))
         elif point == "downlink.audio":
-            marks.received.append((now, sink.writes))
+            marks.received.append((moment, sink.writes))
         elif point == "downlink.interrupted":
-            marks.interrupted.append(now)
+            marks.interrupted.append(moment)
 
     return mark
 
 
 def _sink_marker(marks: Marks) -> Callable[[str, object], None]:
     def mark(point: str, detail: object) -> None:  # called by the writer thread
-        now = _now()
+        moment = now()
         if point == "playback.written":
             assert isinstance(detail, int)  # the sink marks the number of the write
-            marks.written[detail] = now
+            marks.written[detail] = moment
         elif point == "playback.dropping":
-            marks.dropping.append(now)
+            marks.dropping.append(moment)
         elif point == "playback.dropped":
-            marks.dropped.append(now)
+            marks.dropped.append(moment)
 
     return mark
 
@@ -131,21 +153,21 @@ def _sink_marker(marks: Marks) -> Callable[[str, object], None]:
 
 async def _cycle(controller: Controller, mic: Microphone, marks: Marks) -> None:
     mic.say(wake_phrase() + silence(0.15, INPUT_RATE) + request_utterance(2.0))
-    await _next(controller, State.SPEAKING, "a reply to the request after the wake word")
-    await _next(controller, State.LISTENING, "the end of the reply")
+    await next_state(controller, State.SPEAKING, "a reply to the request after the wake word")
+    await next_state(controller, State.LISTENING, "the end of the reply")
     mic.say(request_utterance(2.0))  # a follow-up question
-    await _next(controller, State.SPEAKING, "a reply to the follow-up question")
+    await next_state(controller, State.SPEAKING, "a reply to the follow-up question")
     await asyncio.sleep(0.6)
     mic.say(request_utterance(1.2))  # talking over the reply: the server interrupts it
-    await _next(controller, State.INTERRUPTED, "the server interrupting the reply")
-    await _next(controller, State.SPEAKING, "a reply to what was said over the last")
+    await next_state(controller, State.INTERRUPTED, "the server interrupting the reply")
+    await next_state(controller, State.SPEAKING, "a reply to what was said over the last")
     await asyncio.sleep(0.4)
-    marks.presses.append(_now())
+    marks.presses.append(now())
     controller.dispatch(Event.BUTTON_PRESS)  # stop that reply
-    await _next(controller, State.IDLE, "the end of the conversation")
+    await next_state(controller, State.IDLE, "the end of the conversation")
 
 
-async def _next(controller: Controller, state: State, what: str) -> None:
+async def next_state(controller: Controller, state: State, what: str) -> None:
     """Wait until ``state`` is entered once more."""
     count = controller.entries(state) + 1
     try:

@@ -28,8 +28,9 @@ class Figure:
     """One measured figure: a distribution (``samples``) or a single ``value``.
 
     ``limit`` is the target: the headline (p95 of a distribution, else the value) must be at
-    most ``limit``. ``target_text`` is how the target reads in the table; left empty, it is
-    derived from ``limit`` ("p95 <= 25" for a distribution, "<= 1.2" for a value).
+    most ``limit``; or ``floor``: it must be at least that (a share that must be high).
+    ``target_text`` is how the target reads in the table; left empty, it is derived from
+    ``limit`` ("p95 <= 25" for a distribution, "<= 1.2" for a value) or ``floor`` (">= 95").
     """
 
     key: str
@@ -40,11 +41,14 @@ class Figure:
     limit: float | None = None
     target_text: str = ""
     note: str = ""
+    floor: float | None = None
 
     def __post_init__(self) -> None:
+        prefix = "p95 " if self.is_distribution else ""
         if not self.target_text and self.limit is not None:
-            prefix = "p95 " if self.is_distribution else ""
             object.__setattr__(self, "target_text", f"{prefix}<= {self.limit:g}")
+        if not self.target_text and self.floor is not None:
+            object.__setattr__(self, "target_text", f"{prefix}>= {self.floor:g}")
 
     @property
     def is_distribution(self) -> bool:
@@ -80,11 +84,14 @@ class Figure:
 
     @property
     def met(self) -> bool | None:
-        """Whether the headline is within the limit; None without a limit or a measurement."""
+        """Whether the headline is within the limit (or at the floor or above); None without
+        a target or a measurement."""
         headline = self.headline
-        if self.limit is None or not self.produced or headline is None:
+        if not self.produced or headline is None:
             return None
-        return headline <= self.limit
+        if self.floor is not None:
+            return headline >= self.floor
+        return None if self.limit is None else headline <= self.limit
 
     @property
     def n(self) -> int:
@@ -108,6 +115,7 @@ def figure_from(
     limit: float | None = None,
     target_text: str = "",
     note: str = "",
+    floor: float | None = None,
 ) -> Figure:
     """A :class:`Figure`, with ``samples`` taken from any iterable of numbers.
 
@@ -125,6 +133,7 @@ def figure_from(
         limit=None if limit is None else float(limit),
         target_text=target_text,
         note=note,
+        floor=floor,
     )
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from pispeaker.audio.pcm import INPUT_RATE, SAMPLE_WIDTH, byte_count
 from pispeaker.audio.resample import resample
+from pispeaker.bench.room import Room
 from pispeaker.errors import PispeakerError
 
 #: The capture and playback PCM names the bench defines.
@@ -67,6 +68,12 @@ class Microphone(threading.Thread):
     It hears room noise unless told to ``say`` something (16 kHz mono, queued in order).
     With ``keep`` (16 kHz mono only) it keeps what it wrote in ``written`` and the time each
     period was written in ``periods`` (its end offset in ``written``), for the uplink figures.
+
+    With an ``echo`` (16 kHz mono, real time only) it also hears the bench speaker through a
+    simulated room, and its noise is the room's: ``written`` is then what the FIFO got, and
+    ``near`` (with ``keep``) what it heard without the loudspeaker. A period's last sample is
+    captured when it is due to be written, as a card delivers it: ``moments`` (with ``keep``)
+    holds those moments, one a period (``periods`` holds when the writes really happened).
     """
 
     def __init__(
@@ -78,15 +85,22 @@ class Microphone(threading.Thread):
         speed: float = 1.0,
         keep: bool = False,
         seed: int = 7,
+        echo: "Echo | None" = None,
     ) -> None:
         super().__init__(name="bench-microphone", daemon=True)
-        if keep and (rate, channels) != (INPUT_RATE, 1):
-            raise ValueError("only a 16 kHz mono microphone keeps what it wrote")
+        if (keep or echo) and (rate, channels) != (INPUT_RATE, 1):
+            raise ValueError("only a 16 kHz mono microphone keeps what it wrote or hears a room")
+        if echo and speed != 1.0:
+            raise ValueError("a room's echo needs a microphone in real time")
         self.path, self.rate, self.channels = path, rate, channels
         self.period_frames = round(rate * period_s)
         self.speed = speed
         self.keep = keep
+        self.echo = echo
+        self.noise_rms = echo.room.noise_rms if echo else NOISE_RMS
         self.written = bytearray()
+        self.near = bytearray()
+        self.moments: list[float] = []
         self.periods: list[tuple[float, int]] = []
         self.said: list[tuple[int, int]] = []  # (start, end) offsets in 16 kHz bytes
         self.cpu_s = 0.0  # this thread's CPU time, to subtract from the process's
@@ -107,6 +121,20 @@ class Microphone(threading.Thread):
         index = int(np.searchsorted(ends, offset, side="left"))
         return self.periods[min(index, len(self.periods) - 1)][0]
 
+    def captured_at(self, offset: int) -> float:
+        """When the sample at 16 kHz byte ``offset`` was captured (needs ``keep``)."""
+        period = self.period_frames * SAMPLE_WIDTH
+        index = min(offset // period, len(self.moments) - 1)
+        later = self.period_frames - 1 - (offset - index * period) // SAMPLE_WIDTH
+        return self.moments[index] - later / self.rate
+
+    def silent_s(self) -> float:
+        """Seconds written since the last utterance ended (0 while one is said or queued)."""
+        if self._pending or not self._utterances.empty():
+            return 0.0
+        end = self.said[-1][1] if self.said else 0
+        return max(0, self.offset - end) / SAMPLE_WIDTH / INPUT_RATE
+
     def offset_at(self, moment: float) -> int:
         """How many 16 kHz bytes had been written at ``moment`` (needs ``keep``)."""
         times = [t for t, _ in self.periods]
@@ -123,12 +151,13 @@ class Microphone(threading.Thread):
             while not self._stopping.is_set():
                 if speed != self.speed:  # a new speed counts from now
                     start, done, speed = time.monotonic(), 0.0, self.speed
-                pipe.write(self._next_period())
+                pipe.write(self._next_period(start + done / speed))
                 done += self.period_frames / self.rate
                 time.sleep(max(0.0, start + done / speed - time.monotonic()))
                 self.cpu_s = time.thread_time()
 
-    def _next_period(self) -> bytes:
+    def _next_period(self, moment: float) -> bytes:
+        """The period whose last sample is captured at ``moment``."""
         need = self.period_frames * self.channels * SAMPLE_WIDTH
         noise = self._noise(self.period_frames)
         voiced = bytearray()
@@ -140,8 +169,9 @@ class Microphone(threading.Thread):
             take = self._pending[: len(noise) - len(voiced)]
             voiced += take
             self._pending = self._pending[len(take) :]
-        mono = _mix(noise, bytes(voiced))
-        self._remember(mono)
+        near = _mix(noise, bytes(voiced))
+        mono = near if self.echo is None else self.echo.heard(near, moment)
+        self._remember(mono, near, moment)
         period = np.repeat(np.frombuffer(mono, "<i2"), self.channels).tobytes()
         assert len(period) == need
         return period
@@ -156,12 +186,15 @@ class Microphone(threading.Thread):
         return pcm if self.rate == INPUT_RATE else resample(pcm, INPUT_RATE, self.rate)
 
     def _noise(self, frames: int) -> bytes:
-        return bytes(np.round(self._random.normal(0.0, NOISE_RMS, frames)).astype("<i2").tobytes())
+        noise = np.round(self._random.normal(0.0, self.noise_rms, frames))
+        return bytes(np.clip(noise, -32768, 32767).astype("<i2").tobytes())
 
-    def _remember(self, mono: bytes) -> None:
+    def _remember(self, mono: bytes, near: bytes, moment: float) -> None:
         self.offset += byte_count(len(mono) / SAMPLE_WIDTH / self.rate, INPUT_RATE)
         if self.keep:
             self.written += mono
+            self.near += near
+            self.moments.append(moment)
             self.periods.append((time.monotonic(), self.offset))
 
 
@@ -171,17 +204,37 @@ def _mix(noise: bytes, voiced: bytes) -> bytes:
     return np.clip(total, -32768, 32767).astype("<i2").tobytes()
 
 
+@dataclass
+class Echo:
+    """The room between the bench speaker and microphone: what the speaker drained (read
+    back from its content, ``rate`` and ``channels`` s16le) reaches the microphone."""
+
+    room: Room
+    played: "PlayedReader"
+    rate: int
+    channels: int
+
+    def heard(self, near: bytes, end: float) -> bytes:
+        """16 kHz mono ``near`` with the echo, its last sample captured at ``end``."""
+        for moment, pcm in self.played.new():
+            self.room.played(pcm, self.rate, self.channels, moment)
+        samples = self.room.microphone(np.frombuffer(near, "<i2"), end)
+        return bytes(samples.astype("<i2").tobytes())
+
+
 # -- the speaker -----------------------------------------------------------------------------
 
 #: The speaker process: opens the FIFO read-write (so the open does not wait for ALSA, and the
 #: pipe shrinks to one page before data arrives: the writer then feels the pace, as on a
-#: card), drains it at BYTES_PER_S, and logs (time, bytes) of every read into LOG.
+#: card), drains it at BYTES_PER_S, and logs (time, bytes) of every read into LOG, after
+#: appending the bytes to CONTENT (so a logged read's bytes are always there already).
 _SPEAKER = """
 import fcntl, os, struct, sys, time
-path, bytes_per_s, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+path, bytes_per_s, log, content = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)
 step = max(4, bytes_per_s // 1000 // 4 * 4)  # about 1 ms of audio per read
+sound = open(content, "wb", buffering=0) if content else None
 with open(log, "wb", buffering=0) as out:
     print("open", flush=True)
     due = time.monotonic()
@@ -192,6 +245,8 @@ with open(log, "wb", buffering=0) as out:
             data = b""
         now = time.monotonic()
         if data:
+            if sound:
+                sound.write(data)
             out.write(struct.pack("<dI", now, len(data)))
         due = max(due, now - 0.002) + len(data) / bytes_per_s if data else now + 0.0005
         time.sleep(max(0.0, due - time.monotonic()))
@@ -202,29 +257,42 @@ _LOG_RECORD = struct.Struct("<dI")
 class Speaker:
     """Drains a FIFO in real time like a speaker, in its own process (pyalsaaudio's drop()
     holds the GIL while the file plugin writes out what it buffered, so a thread of the
-    process playing would deadlock). ``heard_between`` says how much it played when."""
+    process playing would deadlock). ``heard_between`` says how much it played when; with
+    ``content``, the bytes it drained are kept there too, for :meth:`reader`."""
 
-    def __init__(self, path: Path, bytes_per_s: int, log: Path) -> None:
-        self.path, self.bytes_per_s, self.log = path, bytes_per_s, log
+    def __init__(
+        self, path: Path, bytes_per_s: int, log: Path, content: Path | None = None
+    ) -> None:
+        self.path, self.bytes_per_s, self.log, self.content = path, bytes_per_s, log, content
         self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         """Start draining; return once the FIFO is open and shrunk (before ALSA opens it)."""
         args = [sys.executable, "-c", _SPEAKER, str(self.path), str(self.bytes_per_s)]
-        self._process = subprocess.Popen([*args, str(self.log)], stdout=subprocess.PIPE, text=True)
+        args += [str(self.log), str(self.content or "")]
+        self._process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         assert self._process.stdout is not None
         if self._process.stdout.readline() != "open\n":
             raise BenchError("the bench speaker process did not start")
 
     def heard_between(self, start: float, end: float) -> float:
         """Seconds of audio it played between two moments."""
-        data = self.log.read_bytes()
-        played: int = sum(
-            count
-            for moment, count in _LOG_RECORD.iter_unpack(data[: len(data) // 12 * 12])
-            if start <= moment < end
-        )
+        played = sum(count for moment, count in self.records() if start <= moment < end)
         return played / self.bytes_per_s
+
+    def records(self) -> list[tuple[float, int]]:
+        """(time, bytes) of every read so far."""
+        data = self.log.read_bytes()
+        return [
+            (moment, count)
+            for moment, count in _LOG_RECORD.iter_unpack(data[: len(data) // 12 * 12])
+        ]
+
+    def reader(self, frame_bytes: int) -> "PlayedReader":
+        """A reader of what it plays from now on (needs ``content``)."""
+        if self.content is None:
+            raise ValueError("a speaker without content keeps no audio to read")
+        return PlayedReader(self.log, self.content, frame_bytes)
 
     def stop(self) -> None:
         if self._process is not None:
@@ -232,6 +300,33 @@ class Speaker:
             self._process.wait(5)
             if self._process.stdout is not None:
                 self._process.stdout.close()
+
+
+class PlayedReader:
+    """Reads a :class:`Speaker`'s log and content as they grow: ``new()`` returns what it
+    played since the last call, as (moment, whole frames of ``frame_bytes``)."""
+
+    def __init__(self, log: Path, content: Path, frame_bytes: int) -> None:
+        self.frame_bytes = frame_bytes
+        self._log, self._content = log.open("rb"), content.open("rb")
+        self._partial = b""  # a read may end inside a frame: its rest comes with the next
+
+    def new(self) -> list[tuple[float, bytes]]:
+        data = self._log.read()
+        whole = len(data) // _LOG_RECORD.size * _LOG_RECORD.size
+        self._log.seek(whole - len(data), os.SEEK_CUR)
+        played = []
+        for moment, count in _LOG_RECORD.iter_unpack(data[:whole]):
+            chunk = self._partial + self._content.read(count)
+            cut = len(chunk) // self.frame_bytes * self.frame_bytes
+            chunk, self._partial = chunk[:cut], chunk[cut:]
+            if chunk:
+                played.append((moment, chunk))
+        return played
+
+    def close(self) -> None:
+        self._log.close()
+        self._content.close()
 
 
 # -- the Live API ----------------------------------------------------------------------------
@@ -254,13 +349,19 @@ class Endpoint:
 
 @contextlib.contextmanager
 def emulator_process(
-    directory: Path, pace: float, playback_hold: float, response_latency_s: float
+    directory: Path,
+    pace: float,
+    playback_hold: float,
+    response_latency_s: float,
+    reply: Path | None = None,
 ) -> Iterator[Endpoint]:
-    """``pispeaker emulator`` in a process of its own, until the block ends."""
+    """``pispeaker emulator`` in a process of its own, until the block ends; it answers with
+    the 24 kHz mono s16le audio in ``reply``, or else parrots what it heard."""
     command = [sys.executable, "-m", "pispeaker", "emulator", "--port", "0"]
     command += ["--state-dir", str(directory), "--pace", str(pace)]
     command += ["--playback-hold", str(playback_hold)]
     command += ["--response-latency", str(response_latency_s), "--lifetime", "0"]
+    command += ["--reply-audio", str(reply)] if reply else []
     with (directory / "emulator.log").open("w") as log:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
     try:

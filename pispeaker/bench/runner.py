@@ -1,7 +1,8 @@
 """``pispeaker bench``: runs every scenario, prints the table and writes the JSON report.
 
 The order: the floors (a fresh process); the service (``pispeaker run`` as systemd starts
-it); conversations in real time (latency and CPU); conversations back to back (memory).
+it); conversations in real time (latency and CPU); the echo of the replies through a
+simulated room, in real time; conversations back to back (memory).
 Every scenario has its own emulator process and ALSA file PCMs in a scratch directory.
 """
 
@@ -17,22 +18,26 @@ from pathlib import Path
 from typing import Protocol, TextIO, TypeVar
 
 from pispeaker.bench.conversation import SPEAKER_CHANNELS, SPEAKER_RATE, measure_conversations
+from pispeaker.bench.echo import TALK_ROOM, measure_echo, scratch_reply
 from pispeaker.bench.figures import Figure, Report, figure_from, machine, now_utc
 from pispeaker.bench.growth import measure_growth
 from pispeaker.bench.rig import (
     BenchError,
+    Echo,
     Microphone,
     Speaker,
     alsa_config,
     emulator_process,
     fifo,
 )
+from pispeaker.bench.room import Room
 from pispeaker.bench.service import measure_service
 from pispeaker.bench.settings import bench_config
 from pispeaker.config import Config
 
 #: A USB microphone's native format (rate, channels), for the service scenario.
 USB_MIC = (48_000, 2)
+_SPEAKER_BYTES_PER_S = SPEAKER_RATE * SPEAKER_CHANNELS * 2
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,11 @@ class BenchOptions:
     def cycles(self) -> int:
         """Real-time conversation cycles (about 12 s each)."""
         return 1 if self.short else 8
+
+    @property
+    def echo_replies(self) -> int:
+        """Replies of each echo scenario (about 4 s each)."""
+        return 6 if self.short else 100
 
     @property
     def idle_s(self) -> float:
@@ -83,10 +93,12 @@ async def _measure(
     service = await _service(config, options, _directory(scratch, "service"))
     _progress(out, f"conversations in real time: {options.cycles} cycles of about 12 s")
     talk = await _conversations(config, options, _directory(scratch, "conversations"))
+    _progress(out, f"echo in real time: 3 scenarios of {options.echo_replies} replies")
+    echo = await _echo(config, options, _directory(scratch, "echo"))
     _progress(out, f"memory: {options.warmup + options.conversations} conversations back to back")
     growth = await _growth(config, options, _directory(scratch, "growth"))
     measured = {figure.key: figure for figure in service + talk + growth}
-    return [*service, *talk, *growth, *_against_floors(floor, measured)]
+    return [*service, *talk, *echo, *growth, *_against_floors(floor, measured)]
 
 
 def _progress(out: TextIO, text: str) -> None:
@@ -122,7 +134,7 @@ async def _service(config: Config, options: BenchOptions, directory: Path) -> li
 
 async def _conversations(config: Config, options: BenchOptions, directory: Path) -> list[Figure]:
     mic_path, speaker_path = fifo(directory / "mic"), fifo(directory / "speaker")
-    speaker = Speaker(speaker_path, SPEAKER_RATE * SPEAKER_CHANNELS * 2, directory / "played")
+    speaker = Speaker(speaker_path, _SPEAKER_BYTES_PER_S, directory / "played")
     playback = (SPEAKER_RATE, SPEAKER_CHANNELS)
     with (
         emulator_process(directory, 1.0, 1.0, 0.3) as endpoint,
@@ -132,6 +144,27 @@ async def _conversations(config: Config, options: BenchOptions, directory: Path)
     ):
         settings = bench_config(config, endpoint, (16_000, 1), playback)
         return await measure_conversations(settings, endpoint.api_key, mic, speaker, options.cycles)
+
+
+async def _echo(config: Config, options: BenchOptions, directory: Path) -> list[Figure]:
+    mic_path, speaker_path = fifo(directory / "mic"), fifo(directory / "speaker")
+    speaker = Speaker(
+        speaker_path, _SPEAKER_BYTES_PER_S, directory / "played", directory / "content"
+    )
+    playback = (SPEAKER_RATE, SPEAKER_CHANNELS)
+    with (
+        emulator_process(directory, 1.0, 1.0, 0.3, scratch_reply(directory)) as endpoint,
+        _alsa_config_path(alsa_config(directory, mic_path, speaker_path)),
+        _running(speaker),
+    ):
+        echo = Echo(Room(TALK_ROOM), speaker.reader(SPEAKER_CHANNELS * 2), *playback)
+        with _running(Microphone(mic_path, keep=True, echo=echo)) as mic:
+            # The shipped default: the echo canceller, the microphone sent over a reply once
+            # it has converged, local ducking and barge-in.
+            settings = bench_config(config, endpoint, (16_000, 1), playback, duplex="auto")
+            return await measure_echo(
+                settings, endpoint.api_key, mic, speaker, echo, options.echo_replies
+            )
 
 
 async def _growth(config: Config, options: BenchOptions, directory: Path) -> list[Figure]:

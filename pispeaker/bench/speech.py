@@ -1,13 +1,18 @@
 """What the bench's microphone says: the wake word (espeak-ng's "hey jarvis", shipped as a
-WAV file: the bench must not need a speech synthesizer) and requests (espeak-ng too)."""
+WAV file: the bench must not need a speech synthesizer), requests (espeak-ng too),
+speech-like talk (for replies and for talking over them) and coughs and knocks."""
 
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from pispeaker.audio.pcm import INPUT_RATE
 from pispeaker.audio.wavfile import read_wav
 
+FloatArray = npt.NDArray[np.float64]
 #: The wake-word model the bench's phrase is for.
 WAKE_MODEL = "hey_jarvis"
 
@@ -30,3 +35,66 @@ def request_utterance(seconds: float) -> bytes:
     """A request of ``seconds`` (at most 5 s), as 16 kHz mono s16le: the start of the
     recorded one (its words have no pause a voice detector would end the turn in)."""
     return _request()[: round(seconds * INPUT_RATE) * 2]
+
+
+def speech_like(
+    seconds: float,
+    rate: int,
+    pitch_hz: float = 120.0,
+    seed: int = 0,
+    level_dbfs: float = -20.0,
+    murmur_db: float | None = None,
+) -> bytes:
+    """Speech-like s16le mono at ``rate`` (no synthesizer needed): syllables of 120-300 ms,
+    each voiced harmonics of a wandering pitch with a timbre of its own, with short gaps and
+    now and then a pause; ``level_dbfs`` the RMS over the syllables. With ``murmur_db`` a
+    steady voiced murmur that much below the syllables fills the gaps (so that a reply's
+    pauses never pass for its halt)."""
+    random = np.random.default_rng(seed)
+    total = round(seconds * rate)
+    out = np.zeros(total)
+    at = 0
+    while at < total:
+        length = min(total - at, round(random.uniform(0.12, 0.3) * rate))
+        pitch = pitch_hz * random.uniform(0.85, 1.2)
+        out[at : at + length] = _voice(length, rate, pitch, random) * np.hanning(length)
+        pause = 0.3 if random.random() < 0.15 else random.uniform(0.03, 0.1)
+        at += length + round(pause * rate)
+    out /= float(np.sqrt(np.mean(out[np.abs(out) > 0] ** 2)))
+    if murmur_db is not None:
+        murmur = _voice(total, rate, pitch_hz * 0.9, random)
+        out += murmur * 10 ** (murmur_db / 20) / float(np.sqrt(np.mean(murmur**2)))
+    out *= 32768 * 10 ** (level_dbfs / 20)
+    return bytes(np.clip(np.round(out), -32768, 32767).astype("<i2").tobytes())
+
+
+def _voice(length: int, rate: int, pitch_hz: float, random: np.random.Generator) -> FloatArray:
+    """Harmonics of a pitch wandering by 10 %, with a random timbre, and a little breath."""
+    t = np.arange(length) / rate
+    pitch = pitch_hz * (1 + 0.1 * np.sin(2 * np.pi * random.uniform(1.0, 3.0) * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    harmonics = np.arange(1, int(min(4000, rate / 2) // (pitch_hz * 1.1)) + 1)
+    weights = random.uniform(0.2, 1.0, len(harmonics)) / harmonics
+    voice = weights @ np.sin(np.outer(harmonics, phase))
+    breath = random.normal(0.0, 0.02, length)
+    return np.asarray(voice + breath)
+
+
+def burst(kind: str, seed: int) -> bytes:
+    """A cough or a knock as 16 kHz mono s16le: a "knock" is broadband noise of 80-150 ms
+    striking at once and dying fast (peak about -6 dBFS), a "cough" 200-300 ms of noise in
+    the voice band (300-3000 Hz) rising in 20 ms and dying more slowly."""
+    random = np.random.default_rng(seed)
+    knock = kind == "knock"
+    length = round((random.uniform(0.08, 0.15) if knock else random.uniform(0.2, 0.3)) * INPUT_RATE)
+    t = np.arange(length) / INPUT_RATE
+    noise = random.normal(0.0, 1.0, length)
+    if not knock:
+        spectrum = np.fft.rfft(noise)
+        frequencies = np.fft.rfftfreq(length, 1 / INPUT_RATE)
+        spectrum[(frequencies < 300) | (frequencies > 3000)] = 0
+        noise = np.fft.irfft(spectrum, length)
+    attack = np.minimum(1.0, t / (0.001 if knock else 0.02))
+    shaped = noise * attack * np.exp(-t / (0.02 if knock else 0.06))
+    shaped *= 0.5 * 32767 / float(np.max(np.abs(shaped)))
+    return bytes(np.round(shaped).astype("<i2").tobytes())
