@@ -362,8 +362,9 @@ class ConversationConfig(_Section):
         le=3600.0,
         description="Longest conversation in seconds, 30-3600; it ends then whatever happens.",
     )
+    # "off" until the echo bench shows "auto" never interrupting itself (see the README).
     duplex: Literal["auto", "aec", "hardware", "off"] = Field(
-        "auto",
+        "off",
         description="Talking over the speaker: auto (cancel its echo and send your voice while "
         "it talks once the canceller has converged; withhold it until then), aec (the same, "
         "but a canceller that cannot load is an error), hardware (a speakerphone cancels the "
