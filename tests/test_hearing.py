@@ -47,18 +47,14 @@ class Scripted:
 def test_without_a_voice_model_every_sound_is_speech_at_once() -> None:
     activity = VoiceActivity(None)
     events = feed(activity, silence(0.1, INPUT_RATE) + loud(0.5) + silence(0.5, INPUT_RATE))
-    assert events == [
-        (0.12, Event.SOUND_ONSET),
-        (0.12, Event.USER_SPEECH),
-        (0.9, Event.USER_SILENCE),
-    ]
+    assert events == [(0.12, Event.USER_SPEECH), (0.9, Event.USER_SILENCE)]
 
 
 def test_silence_alone_is_no_sound_and_a_short_pause_does_not_end_speech() -> None:
     activity = VoiceActivity(None, quiet_s=0.3)
     assert feed(activity, silence(3.0, INPUT_RATE)) == []
     events = feed(activity, loud(0.5) + silence(0.2, INPUT_RATE) + loud(0.5))
-    assert [event for _, event in events] == [Event.SOUND_ONSET, Event.USER_SPEECH]
+    assert [event for _, event in events] == [Event.USER_SPEECH]
     assert activity.talking
 
 

@@ -52,7 +52,7 @@ class VoiceActivity:
     USER_SPEECH once ``confirm_s`` of it was voiced, or SOUND_GONE when it ended or lasted
     ``give_up_s`` without (noise: speech may still be confirmed while it lasts); USER_SILENCE
     when speech has been quiet for ``quiet_s``. Without a voice model every sound is speech
-    at once (the level gate alone, as before there was a model).
+    at once, USER_SPEECH without an onset (the level gate alone, as before there was a model).
     """
 
     def __init__(
@@ -78,7 +78,9 @@ class VoiceActivity:
         probability = self.voice.probability(chunk) if self.voice else float(loud)
         if self.talking:
             return self._while_talking(probability >= RELEASE_P, seconds)
-        events = [Event.SOUND_ONSET] if loud and not self.sound else []
+        # Without a model a sound is speech at once: there is nothing to wait for.
+        onset = loud and not self.sound and self.voice is not None
+        events = [Event.SOUND_ONSET] if onset else []
         self.sound = self.sound or loud
         if not self.sound:
             return events
