@@ -1,7 +1,9 @@
 """The ALSA adapter with the real libasound and pyalsaaudio, through file-backed PCMs."""
 
 import asyncio
+import itertools
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,15 @@ import pytest
 from pispeaker.app import build_volume
 from pispeaker.audio.alsa import AlsaSink, AlsaSource, Opened, Request, open_device
 from pispeaker.audio.convert import FORMATS
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, silence, to_samples, tone
+from pispeaker.audio.pcm import (
+    INPUT_RATE,
+    OUTPUT_RATE,
+    byte_count,
+    duration_s,
+    silence,
+    to_samples,
+    tone,
+)
 from pispeaker.audio.ports import DeviceLostError
 from pispeaker.audio.resample import resample
 from pispeaker.config import AudioConfig
@@ -96,6 +106,27 @@ async def test_capture_at_16k_mono_is_byte_exact(
     assert len(heard) == byte_count(1.0, INPUT_RATE)
 
 
+async def test_each_chunk_says_when_its_last_sample_was_captured(
+    rig: AlsaRig, fifos: list[PacedWriter | PacedReader]
+) -> None:
+    """Chunks of 10 ms from periods of 20 ms: each read completes two chunks, the first of
+    which ended 10 ms before the read's last sample (a read returns once its period is
+    captured: no moment is later than when it is read)."""
+    device = feed(rig, fifos, "testmic", speech(1.0), period=640)
+    source = AlsaSource(request(device, INPUT_RATE), chunk_ms=10)
+    await source.start()
+    moments = []
+    try:
+        for _ in range(20):
+            await source.read()
+            moments.append(source.captured_at)
+            assert source.captured_at <= time.monotonic()
+    finally:
+        await source.stop()
+    for first, second in zip(moments[::2], moments[1::2], strict=True):
+        assert second - first == pytest.approx(0.01, abs=1e-6)
+
+
 @pytest.mark.parametrize(
     ("format_name", "channels", "gains"),
     [("S16_LE", 2, (0.9, 0.5)), ("S32_LE", 1, (0.9,)), ("S24_3LE", 2, (0.7, 0.7))],
@@ -165,7 +196,7 @@ async def test_playback_at_24k_mono_is_byte_exact(rig: AlsaRig, tmp_path: Path) 
     device = rig.playback("testspk", tmp_path / "out.raw")
     sink = AlsaSink(request(device, OUTPUT_RATE))
     tapped = bytearray()
-    sink.tap = tapped.extend
+    sink.tap = lambda pcm, _heard_at: tapped.extend(pcm)
     await play(sink, reply, piece_ms=77)
     assert (tmp_path / "out.raw").read_bytes() == reply
     assert bytes(tapped) == reply
@@ -177,10 +208,26 @@ async def test_tap_gets_each_period_of_each_write_as_given(rig: AlsaRig, tmp_pat
     device = rig.playback("usbspk", tmp_path / "out.raw")
     sink = AlsaSink(request(device, 48_000))  # the tap hears the audio before conversion
     tapped: list[bytes] = []
-    sink.tap = tapped.append
+    sink.tap = lambda pcm, _heard_at: tapped.append(pcm)
     await play(sink, reply, piece_ms=50)
     period = byte_count(0.02, OUTPUT_RATE)
     assert tapped == [reply[:period], reply[period : 2 * period], reply[2 * period :]]
+
+
+async def test_tap_says_when_each_period_is_heard_one_after_another(
+    rig: AlsaRig, tmp_path: Path
+) -> None:
+    """The card plays what it holds first: a period written into a holding buffer is heard
+    after the one before it, not when it was written."""
+    reply = speech(0.5, 220.0)
+    sink = AlsaSink(request(rig.playback("testspk", tmp_path / "out.raw"), OUTPUT_RATE))
+    tapped: list[tuple[bytes, float]] = []
+    sink.tap = lambda pcm, heard_at: tapped.append((pcm, heard_at))
+    before = time.monotonic()
+    await play(sink, reply, piece_ms=100)
+    assert before <= tapped[0][1] <= time.monotonic()
+    for (pcm, heard_at), (_, next_heard_at) in itertools.pairwise(tapped):
+        assert next_heard_at >= heard_at + duration_s(pcm, OUTPUT_RATE) - 1e-9
 
 
 async def test_write_refuses_a_partial_sample(rig: AlsaRig, tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def _write_pieces(sink: AudioSink, pcm: bytes) -> None:
 
 async def test_sink_plays_everything_in_order_and_taps_it(under_test: SinkUnderTest) -> None:
     tapped = bytearray()
-    under_test.sink.tap = tapped.extend
+    under_test.sink.tap = lambda pcm, _heard_at: tapped.extend(pcm)
     _write_pieces(under_test.sink, REPLY[: 3 * PIECE])
     await asyncio.wait_for(under_test.sink.drain(), 5)
     played = under_test.played(lambda played: len(played) >= 3 * PIECE)
@@ -103,7 +103,7 @@ async def test_sink_plays_everything_in_order_and_taps_it(under_test: SinkUnderT
 
 async def test_flush_drops_queued_audio_at_once(under_test: SinkUnderTest) -> None:
     first_played = asyncio.Event()
-    under_test.sink.tap = lambda _pcm: first_played.set()
+    under_test.sink.tap = lambda _pcm, _heard_at: first_played.set()
     _write_pieces(under_test.sink, REPLY)
     await asyncio.wait_for(first_played.wait(), 5)
     await asyncio.sleep(0.1)

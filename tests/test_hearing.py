@@ -108,18 +108,20 @@ class Converging:
     def __init__(self) -> None:
         self.converged = False
         self.fail = False
-        self.references: list[bytes] = []
-        self.drops = 0
+        self.references: list[tuple[bytes, float]] = []
+        self.drops: list[float] = []
+        self.cleaned: list[float] = []  # the capture moment of each chunk cleaned
 
-    def reference(self, pcm: bytes) -> None:
-        self.references.append(pcm)
+    def reference(self, pcm: bytes, heard_at: float) -> None:
+        self.references.append((pcm, heard_at))
 
-    def drop(self) -> None:
-        self.drops += 1
+    def drop(self, at: float) -> None:
+        self.drops.append(at)
 
-    def clean(self, mic: bytes) -> bytes:
+    def clean(self, mic: bytes, captured_at: float) -> bytes:
         if self.fail:
             raise EchoCancellerError("pywebrtc-audio: processing failed")
+        self.cleaned.append(captured_at)
         return bytes(len(mic))
 
 
@@ -145,9 +147,9 @@ def test_only_a_cancelling_mode_runs_the_canceller() -> None:
     canceller = Converging()
     for duplex in (Duplex.OFF, Duplex.HARDWARE):
         ear = Ear(duplex, canceller)
-        ear.played(b"\x01\x00")
-        assert ear.clean(b"\x05\x00") == b"\x05\x00"
-    assert canceller.references == []
+        ear.played(b"\x01\x00", 1.0)
+        assert ear.clean(b"\x05\x00", 1.0) == b"\x05\x00"
+    assert canceller.references == canceller.cleaned == []
 
 
 def test_until_it_converges_the_ear_says_why_the_microphone_is_withheld() -> None:
@@ -171,21 +173,31 @@ def test_a_failing_canceller_is_dropped_once_and_audio_passes_through() -> None:
     canceller.converged = True
     notes: list[str] = []
     ear = Ear(Duplex.AUTO, canceller, notes.append)
-    ear.played(b"\x01\x00")
+    ear.played(b"\x01\x00", 1.0)
     canceller.fail = True
-    assert ear.clean(b"\x05\x00") == b"\x05\x00"
-    assert ear.clean(b"\x06\x00") == b"\x06\x00"
+    assert ear.clean(b"\x05\x00", 1.0) == b"\x05\x00"
+    assert ear.clean(b"\x06\x00", 1.1) == b"\x06\x00"
     assert not ear.hears_over_reply
     assert len(notes) == 1
     assert "the echo canceller failed (pywebrtc-audio: processing failed)" in notes[0]
 
 
-def test_the_canceller_runs_only_while_the_speaker_may_be_heard() -> None:
+def test_the_cleaned_audio_is_used_only_while_the_speaker_may_be_heard() -> None:
+    """The canceller hears every chunk with its moment (one timeline), but the user's voice
+    alone goes out as captured."""
     canceller = Converging()
     ear = Ear(Duplex.AUTO, canceller)
     chunk = b"\x05\x00" * 320  # 20 ms
-    assert ear.clean(chunk) == chunk  # nothing played: the voice goes out as captured
-    ear.played(b"\x01\x00")
-    cleaned = [ear.clean(chunk) for _ in range(40)]  # 0.8 s
-    assert cleaned[:30] == [bytes(len(chunk))] * 30  # ECHO_TAIL_S after the last play
-    assert cleaned[30:] == [chunk] * 10
+    assert ear.clean(chunk, 0.02) == chunk  # nothing played: the voice goes out as captured
+    ear.played(b"\x01\x00", 0.05)
+    out = [ear.clean(chunk, 0.04 + k * 0.02) for k in range(40)]  # 0.8 s
+    assert out[:30] == [bytes(len(chunk))] * 30  # ECHO_TAIL_S after the last play
+    assert out[30:] == [chunk] * 10
+    assert canceller.cleaned == [0.02] + [0.04 + k * 0.02 for k in range(40)]
+    assert canceller.references == [(b"\x01\x00", 0.05)]
+
+
+def test_dropped_audio_is_told_with_its_moment() -> None:
+    canceller = Converging()
+    Ear(Duplex.AEC, canceller).dropped(3.5)
+    assert canceller.drops == [3.5]

@@ -155,3 +155,8 @@ class Rechunker:
         chunks = [bytes(self._pending[i : i + self.size]) for i in range(0, whole, self.size)]
         del self._pending[:whole]
         return chunks
+
+    @property
+    def waiting(self) -> int:
+        """Bytes pushed but short of a whole chunk."""
+        return len(self._pending)

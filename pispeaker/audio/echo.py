@@ -7,13 +7,17 @@ behind them: /work/shared/reference/aec.md (AEC3 in pywebrtc-audio 0.2.0 with ec
 cancellation, high-pass filter, noise suppression level 1, no gain control, default delay).
 
 Timing: AEC3 finds the echo path itself for a reference that LEADS its echo by 0 to about
-450 ms. Tap the reference at the sound-card write, keep the playback buffer short (≤ ~200 ms)
-and call ``drop()`` when the card's buffer is flushed. A reference that arrives AFTER its echo
-(or leads by ≥ 600 ms) makes AEC3 useless (ERLE about 2-5 dB in aec.md §3.2): nothing here can
-repair that, so the caller must feed ``reference()`` no later than the card write.
-The queue itself holds the reference back by about ``margin_s`` (plus a few ms inside soxr), so
-the lead that AEC3 sees is playback buffer + acoustic delay - margin: a playback buffer of at
-least the margin keeps it positive (tested with 100 ms; aec.md's 40-300 ms all worked).
+450 ms; a reference that arrives AFTER its echo (or leads by 600 ms or more) makes it useless
+(ERLE about 2-5 dB in aec.md §3.2), and a lead that changes from one reply to the next costs
+20-30 dB at the next reply's start (measured on the echo bench: AEC3 keeps the echo path it
+learnt, and finds it shifted). So the reference is placed by time, not by order: each piece
+comes with the moment its first sample is heard (the sink knows it: when it went to the
+card, plus what the card held before it), each capture chunk with the moment its last sample
+was taken, and the capture sample taken at ``t`` is paired with the reference heard at
+``t + lead_s``. The lead is then the acoustic delay plus ``lead_s``, the same for every
+reply, whatever the playback buffer or the event loop's timing. The reference must come at
+least ``lead_s`` before it is heard (a playback buffer of at least that: ALSA's holds 80 ms),
+or the capture it belongs to is cleaned without it.
 
 Threading: an ``EchoCanceller`` is not thread-safe (nor is the library's processor). It is
 meant for one thread, the asyncio loop, which calls ``reference()``, ``drop()`` and
@@ -21,6 +25,7 @@ meant for one thread, the asyncio loop, which calls ``reference()``, ``drop()`` 
 """
 
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,6 +35,7 @@ from pispeaker.audio.pcm import (
     FULL_SCALE,
     INPUT_RATE,
     OUTPUT_RATE,
+    SAMPLE_WIDTH,
     SILENCE_DBFS,
     Samples,
     to_samples,
@@ -55,6 +61,19 @@ MIN_ACTIVE_S = 0.5
 #: Converged when what is left of the echo is this quiet, 10 dB under the -45 dBFS at which
 #: a voice detector (the server's, or the local level gate) starts hearing speech.
 QUIET_RESIDUAL_DBFS = -55.0
+#: The reference leads its echo by the acoustic delay plus this: a margin for the error in the
+#: moments given (a reference that comes after its echo cannot be used at all).
+LEAD_S = 0.04
+#: AEC3 finds echoes up to about 450 ms after their reference (aec.md §3.2).
+MAX_LEAD_S = 0.4
+#: Reference pieces heard within this of the end of the previous one continue it (the
+#: moments a sink gives jitter by a few ms within continuous playback).
+JOIN_S = 0.005
+#: Reference heard longer ago than this is forgotten (capture that late is never paired).
+HISTORY_S = 2.0
+#: The capture clock's offset is the least seen over this many chunks, and starts afresh
+#: after a gap this long (see _CaptureClock).
+CLOCK_CHUNKS, CLOCK_GAP_S = 50, 0.25
 #: Errors pywebrtc-audio raises from its C++ code (pybind11 maps them to these).
 _LIBRARY_ERRORS = (RuntimeError, ValueError)
 
@@ -63,64 +82,73 @@ class EchoCanceller:
     """Removes the speaker's reply from the microphone with WebRTC AEC3 (one thread only).
 
     Feed ``reference()`` with what is written to the speaker, and pass every capture chunk
-    through ``clean()``. ``erle_db``, ``residual_dbfs`` and ``converged`` tell how well the
-    echo of the current reply is removed.
+    through ``clean()``, each with its moment (``time.monotonic()`` seconds). ``erle_db``,
+    ``residual_dbfs`` and ``converged`` tell how well the echo of the current reply is
+    removed.
     """
 
     def __init__(
         self,
         capture_rate: int = INPUT_RATE,
         reference_rate: int = OUTPUT_RATE,
-        max_lead_s: float = 0.4,
-        margin_s: float = 0.04,
+        lead_s: float = LEAD_S,
     ) -> None:
         """Raises EchoCancellerError when pywebrtc-audio cannot be loaded or started."""
-        if capture_rate % FRAMES_PER_SECOND or not 0 <= margin_s < max_lead_s:
+        if capture_rate % FRAMES_PER_SECOND or not 0 <= lead_s < MAX_LEAD_S:
             raise ValueError(
-                f"capture rate {capture_rate} Hz, margin {margin_s} s, lead {max_lead_s} s: "
-                "the rate must hold whole 10 ms frames and the margin be below the lead"
+                f"capture rate {capture_rate} Hz, lead {lead_s} s: the rate must hold whole "
+                f"10 ms frames and the lead be under {MAX_LEAD_S} s"
             )
         self._frame = capture_rate // FRAMES_PER_SECOND
+        self._reference_rate = reference_rate
         self._processor = _create_processor(capture_rate)
-        self._reference = _ReferenceQueue(
-            PcmStreamResampler(reference_rate, capture_rate),
-            frame=self._frame,
-            limit=round(max_lead_s * capture_rate),
-            margin=round(margin_s * capture_rate),
+        self._clock = _CaptureClock(capture_rate)
+        self._reference = _ReferenceTimeline(
+            PcmStreamResampler(reference_rate, capture_rate), capture_rate, lead_s
         )
         self._meter = _EchoMeter(self._frame)
+        self._converged = False
         self._chunker = _Rechunker(self._frame)
         #: 10 ms frames processed since construction (for cost accounting; reset() keeps it).
         self.frames = 0
 
-    def reference(self, pcm: bytes) -> None:
-        """Queue 24 kHz mono s16le audio exactly as written to the speaker, in write order."""
-        self._reference.push(pcm)
+    def reference(self, pcm: bytes, heard_at: float) -> None:
+        """24 kHz mono s16le audio exactly as written to the speaker, whose first sample is
+        heard at ``heard_at``."""
+        self._reference.push(pcm, heard_at, self._reference_rate)
 
-    def drop(self) -> None:
-        """The speaker dropped its buffer (barge-in): forget the queued reference."""
-        self._reference.clear()
+    def drop(self, at: float) -> None:
+        """The speaker dropped its buffer at ``at`` (barge-in): what was due after that will
+        not be heard."""
+        self._reference.drop(at)
 
-    def clean(self, mic: bytes) -> bytes:
+    def clean(self, mic: bytes, captured_at: float) -> bytes:
         """The echo-free version of one 16 kHz mono s16le capture chunk of any whole-sample
-        length, as long as ``mic``.
+        length, as long as ``mic``; its last sample was taken at ``captured_at``.
 
         The library gets whole 10 ms frames; the samples short of one wait for the next
         chunk. Once a chunk is not a whole number of frames the output lags the input by
         a constant 159 samples (< 10 ms). Raises EchoCancellerError if the library fails.
         """
-        near = self._chunker.take(to_samples(mic))
-        far = self._reference.take(len(near) // self._frame)
+        samples = to_samples(mic)
+        self._clock.count(len(samples), captured_at)
+        near = self._chunker.take(samples)
+        first = self._clock.index - self._chunker.waiting - len(near)
+        far = self._reference.take(first, len(near), self._clock)
         out = self._process(near, far)
         self._meter.add(near, far, out)
+        residual = self._meter.residual_dbfs()
+        self._converged |= residual is not None and residual <= QUIET_RESIDUAL_DBFS
         self.frames += len(near) // self._frame
-        return self._chunker.give(out, len(mic) // 2).tobytes()
+        return self._chunker.give(out, len(samples)).tobytes()
 
     def reset(self) -> None:
         """Forget everything learnt and queued, including convergence (a new device)."""
         self._processor.reset()
         self._reference.clear()
+        self._clock.reset()
         self._meter.clear()
+        self._converged = False
         self._chunker.clear()
 
     @property
@@ -136,13 +164,17 @@ class EchoCanceller:
 
     @property
     def converged(self) -> bool:
-        """At least 0.5 s of playing reference seen, and what is left of the echo below
+        """Whether, at some point since construction or ``reset()``, at least 0.5 s of
+        playing reference was seen with what was left of the echo below
         ``QUIET_RESIDUAL_DBFS``, whatever the ERLE: a residual a voice detector (the
         server's hears from -45 dBFS) could take for speech would interrupt the reply.
         (Measured on the echo bench: ERLE of 10-13 dB still left the model interrupting
-        itself in 7 of 8 replies at -6 dB coupling.)"""
-        residual = self.residual_dbfs
-        return residual is not None and residual <= QUIET_RESIDUAL_DBFS
+        itself in 7 of 8 replies at -6 dB coupling.)
+
+        It stays true: the output is loud as well while the user talks over the reply,
+        which is no sign of a worse canceller, and AEC3 follows a change of the echo path
+        by itself within a second (aec.md §3.3)."""
+        return self._converged
 
     def _process(self, near: Samples, far: Samples) -> Samples:
         if not len(near):
@@ -178,48 +210,115 @@ def _create_processor(rate: int) -> "AudioProcessor":
         ) from error
 
 
-class _ReferenceQueue:
-    """The reference at the capture rate, paired with capture frames as in aec.md §5.
+class _CaptureClock:
+    """When each capture sample was taken: sample ``index`` at ``offset + index / rate``.
 
-    Pairing starts (primes) only once ``margin`` samples more than a frame are queued, because
-    soxr's output comes in irregular pieces and an underrun would shift the reference; until
-    then, and when idle, the reference is zeros. When the queue runs dry (playback ended) the
-    last frame is zero-padded and pairing waits for the margin again.
+    A chunk's capture moment may come late (the reading thread was not scheduled at once),
+    never early, so the offset is the least ``captured_at - index / rate`` of the last
+    CLOCK_CHUNKS chunks: jitter drops out, and a jump (a chunk dropped, a card restarted) or
+    the card's drift against the machine's clock is followed within that window. A chunk
+    over CLOCK_GAP_S later than the clock says (capture was not counted for a while) starts
+    the clock afresh.
     """
 
-    def __init__(self, resampler: PcmStreamResampler, frame: int, limit: int, margin: int) -> None:
+    def __init__(self, rate: int) -> None:
+        self._rate = rate
+        self._index = 0  # capture samples counted so far
+        self._candidates: deque[float] = deque(maxlen=CLOCK_CHUNKS)
+
+    @property
+    def index(self) -> int:
+        """Capture samples counted so far: the index of the next one."""
+        return self._index
+
+    def count(self, samples: int, captured_at: float) -> None:
+        """``samples`` more were captured, the last of them at ``captured_at``."""
+        self._index += samples
+        offset = captured_at - self._index / self._rate
+        if self._candidates and offset - min(self._candidates) > CLOCK_GAP_S:
+            self._candidates.clear()
+        self._candidates.append(offset)
+
+    def index_at(self, moment: float) -> float:
+        """The (fractional) capture sample index taken at ``moment``."""
+        return (moment - min(self._candidates)) * self._rate if self._candidates else 0.0
+
+    def reset(self) -> None:
+        self._candidates.clear()
+
+
+@dataclass
+class _Run:
+    """Reference heard without a break: its first sample is heard at ``start``; from the
+    ``paired``-th capture sample on, capture sample ``paired + i`` gets ``samples[i]``."""
+
+    start: float
+    samples: Samples
+    heard_s: float = 0.0  # the run's length in the played (device-rate) audio
+    paired: int | None = None
+
+
+class _ReferenceTimeline:
+    """The reference at the capture rate, placed by when it is heard: capture sample taken
+    at ``t`` gets the reference heard at ``t + lead``, zeros where nothing plays.
+
+    Pieces that follow each other within ``JOIN_S`` form one run, resampled as one stream;
+    a run is placed on the capture clock once, when first paired, and then advances sample
+    by sample with the capture (no jitter inside a run). Runs heard over ``HISTORY_S`` ago
+    are forgotten.
+    """
+
+    def __init__(self, resampler: PcmStreamResampler, rate: int, lead_s: float) -> None:
         self._resampler = resampler
-        self._frame, self._limit, self._margin = frame, limit, margin
-        self._queue: Samples = np.zeros(0, np.int16)
-        self._primed = False
+        self._rate, self._lead_s = rate, lead_s
+        self._runs: list[_Run] = []
 
-    def push(self, pcm: bytes) -> None:
-        """Resample and queue ``pcm``; beyond ``limit`` samples the oldest are dropped (a
-        lead that long is beyond what AEC3 can use anyway)."""
-        resampled = self._resampler.process(pcm)
-        self._queue = np.concatenate([self._queue, resampled])[-self._limit :]
+    def push(self, pcm: bytes, heard_at: float, reference_rate: int) -> None:
+        """Queue ``pcm`` (s16le at ``reference_rate``) whose first sample is heard at
+        ``heard_at``."""
+        last = self._runs[-1] if self._runs else None
+        if last is None or abs(last.start + last.heard_s - heard_at) > JOIN_S:
+            self._resampler.reset()
+            last = _Run(heard_at, np.zeros(0, np.int16))
+            self._runs.append(last)
+        last.samples = np.concatenate([last.samples, self._resampler.process(pcm)])
+        last.heard_s += len(pcm) / SAMPLE_WIDTH / reference_rate
+        self._runs = [run for run in self._runs if run.start + run.heard_s > heard_at - HISTORY_S]
 
-    def take(self, count: int) -> Samples:
-        """The reference for the next ``count`` capture frames."""
-        frames = [self._next_frame() for _ in range(count)]
-        return np.concatenate(frames) if frames else np.zeros(0, np.int16)
+    def take(self, first: int, count: int, clock: _CaptureClock) -> Samples:
+        """The reference for capture samples ``first`` to ``first + count``."""
+        out = np.zeros(count, np.int16)
+        for run in self._runs:
+            if run.paired is None:
+                run.paired = round(clock.index_at(run.start - self._lead_s))
+            low, high = max(first, run.paired), min(first + count, run.paired + len(run.samples))
+            if low < high:
+                out[low - first : high - first] = run.samples[low - run.paired : high - run.paired]
+            _forget_paired(run, first + count - run.paired, self._rate)
+        return out
+
+    def drop(self, at: float) -> None:
+        """Nothing heard from ``at`` on will be played: forget it, and start a new run."""
+        self._resampler.reset()
+        self._runs = [run for run in self._runs if run.start < at]
+        for run in self._runs:
+            if run.start + run.heard_s > at:
+                run.samples = run.samples[: max(0, round((at - run.start) * self._rate))]
+                run.heard_s = at - run.start
 
     def clear(self) -> None:
-        """Empty the queue, forget soxr's held-back samples and wait for the margin again."""
-        self._queue = np.zeros(0, np.int16)
         self._resampler.reset()
-        self._primed = False
+        self._runs = []
 
-    def _next_frame(self) -> Samples:
-        if not self._primed and len(self._queue) >= self._margin + self._frame:
-            self._primed = True
-        if not self._primed:
-            return np.zeros(self._frame, np.int16)
-        frame, self._queue = self._queue[: self._frame], self._queue[self._frame :]
-        if len(frame) < self._frame:  # ran dry: playback ended
-            self._primed = False
-            frame = np.concatenate([frame, np.zeros(self._frame - len(frame), np.int16)])
-        return frame
+
+def _forget_paired(run: _Run, samples: int, rate: int) -> None:
+    """Drop the first ``samples`` of ``run`` (paired already): it starts that much later."""
+    samples = min(len(run.samples), max(0, samples))
+    if samples and run.paired is not None:
+        run.samples = run.samples[samples:]
+        run.paired += samples
+        run.start += samples / rate
+        run.heard_s -= samples / rate
 
 
 class _Rechunker:
@@ -238,6 +337,11 @@ class _Rechunker:
         whole = len(pending) - len(pending) % self._frame
         self._pending = pending[whole:]
         return pending[:whole]
+
+    @property
+    def waiting(self) -> int:
+        """Samples taken but short of a whole frame (not yet processed)."""
+        return len(self._pending)
 
     def give(self, processed: Samples, count: int) -> Samples:
         """The next ``count`` output samples.

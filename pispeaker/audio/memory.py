@@ -2,6 +2,7 @@
 the real ALSA adapter."""
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, SAMPLE_WIDTH, byte_count, duration_s, scale
@@ -30,6 +31,7 @@ class MemorySource:
         self._position = 0
         self._started_at: float | None = None
         self.running = False
+        self.captured_at = 0.0
 
     async def start(self) -> None:
         self.running = True
@@ -46,8 +48,10 @@ class MemorySource:
         if self._realtime and self._started_at is not None:
             due = self._started_at + self._position / (SAMPLE_WIDTH * INPUT_RATE)
             await asyncio.sleep(max(0.0, due - asyncio.get_running_loop().time()))
+            self.captured_at = due
         else:
             await asyncio.sleep(0)  # a read is a suspension point, as with a real device
+            self.captured_at = time.monotonic()
         return chunk
 
     async def stop(self) -> None:
@@ -62,7 +66,7 @@ class MemorySink:
     """
 
     def __init__(self, realtime: bool = False) -> None:
-        self.tap: Callable[[bytes], None] | None = None
+        self.tap: Callable[[bytes, float], None] | None = None
         self.gain = 1.0
         self.played = bytearray()
         self.flushed_at: list[int] = []  # len(played) at each flush
@@ -125,9 +129,9 @@ class MemorySink:
             if self._queue.empty():
                 self._idle.set()
             pcm = await self._queue.get()
+            pcm = scale(pcm, self.gain) if self.gain != 1.0 else pcm
+            if self.tap:  # handed over as it starts to play, as a card's buffer starts
+                self.tap(pcm, time.monotonic())
             if self._realtime:
                 await asyncio.sleep(duration_s(pcm, OUTPUT_RATE))
-            pcm = scale(pcm, self.gain) if self.gain != 1.0 else pcm
             self.played.extend(pcm)
-            if self.tap:
-                self.tap(pcm)

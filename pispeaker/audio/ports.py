@@ -23,6 +23,9 @@ class AudioSource(Protocol):
     """A microphone: 16 kHz mono s16le in chunks of exactly ``chunk_bytes``."""
 
     chunk_bytes: int
+    #: When the last sample of the chunk ``read`` returned last was captured
+    #: (``time.monotonic()`` seconds): the echo canceller's capture clock.
+    captured_at: float
 
     async def start(self) -> None:
         """Open the device; raise DeviceLostError if it cannot be opened."""
@@ -37,9 +40,10 @@ class AudioSource(Protocol):
 class AudioSink(Protocol):
     """A speaker: 24 kHz mono s16le."""
 
-    #: Called with every piece of audio as it is handed to the device: the reference signal
-    #: an echo canceller needs.
-    tap: Callable[[bytes], None] | None
+    #: Called with every piece of audio as it is handed to the device, and the moment
+    #: (``time.monotonic()`` seconds) its first sample is heard: the reference signal an
+    #: echo canceller needs.
+    tap: Callable[[bytes, float], None] | None
     #: Linear gain on audio as it goes to the device (a ducked reply): it takes effect with
     #: the next piece handed over, not when queued; the tap hears the audio with it applied.
     gain: float
@@ -117,15 +121,17 @@ class Canceller(Protocol):
         """Whether it has learnt this room's echo well enough to send the microphone while
         the speaker talks (measured on the reply's own audio)."""
 
-    def reference(self, pcm: bytes) -> None:
-        """``pcm`` (24 kHz mono s16le) was handed to the speaker, in order, as it was."""
+    def reference(self, pcm: bytes, heard_at: float) -> None:
+        """``pcm`` (24 kHz mono s16le) was handed to the speaker, as it was; its first
+        sample is heard at ``heard_at`` (``time.monotonic()`` seconds)."""
 
-    def drop(self) -> None:
-        """The speaker dropped what it held: that audio will not be heard."""
+    def drop(self, at: float) -> None:
+        """The speaker dropped what it held at ``at``: that audio will not be heard."""
 
-    def clean(self, mic: bytes) -> bytes:
-        """One 16 kHz mono s16le microphone chunk without the echo, as long as it came;
-        raise EchoCancellerError if the canceller failed."""
+    def clean(self, mic: bytes, captured_at: float) -> bytes:
+        """One 16 kHz mono s16le microphone chunk, whose last sample was captured at
+        ``captured_at``, without the echo, as long as it came; raise EchoCancellerError if
+        the canceller failed."""
 
 
 class VoiceModel(Protocol):

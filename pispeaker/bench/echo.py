@@ -41,7 +41,13 @@ from pispeaker.bench.conversation import (
 from pispeaker.bench.figures import Figure, figure_from
 from pispeaker.bench.rig import BenchError, Echo, Microphone, Speaker
 from pispeaker.bench.room import Room, RoomSettings
-from pispeaker.bench.speech import burst, request_utterance, speech_like, wake_phrase
+from pispeaker.bench.speech import (
+    barge_in_words,
+    burst,
+    request_utterance,
+    speech_like,
+    wake_phrase,
+)
 from pispeaker.config import Config
 from pispeaker.states import State
 
@@ -179,7 +185,7 @@ async def _barge_in(rig: EchoRig) -> BargeIn:
     started = await _reply_started(rig)
     await _sleep_until(started + rig.dice.uniform(0.3, REPLY_S - 1.0))
     stops, over_reply = rig.entries(State.INTERRUPTED), rig.state is State.SPEAKING
-    words = speech_like(BARGE_IN_S, INPUT_RATE, 190.0, len(rig.mic.said), NEAR_DBFS)
+    words = barge_in_words(BARGE_IN_S, len(rig.mic.said), NEAR_DBFS)
     start, end = await _say(rig.mic, words)
     onset = rig.mic.captured_at(start)
     await _until(lambda: rig.entries(State.INTERRUPTED) > stops, onset + DETECT_S)
@@ -452,7 +458,7 @@ def _voiced_frames(mic: Microphone, start: int, end: int) -> list[slice]:
 
 # -- the canceller offline -------------------------------------------------------------------
 
-#: Offline, the reference is given this long before it is played, as the playback buffer
+#: Offline, the reference is given this long before it is heard, as the playback buffer
 #: gives it to the canceller live (it is tapped at the card write).
 REFERENCE_LEAD_S = 0.1
 
@@ -470,8 +476,9 @@ def _canceller_figures(mic: Microphone, played: Played, span: tuple[int, int]) -
     erle: list[float] = []
     started = time.thread_time()  # the canceller and the detector work on this thread
     for k, reference in zip(range(first, last), references, strict=True):
-        canceller.reference(reference)
-        detector.probability(canceller.clean(bytes(mic.written[k * period : (k + 1) * period])))
+        canceller.reference(reference, mic.moments[k - 1] + REFERENCE_LEAD_S)
+        heard = bytes(mic.written[k * period : (k + 1) * period])
+        detector.probability(canceller.clean(heard, mic.moments[k]))
         if canceller.erle_db is not None:
             erle.append(canceller.erle_db)
     cpu = time.thread_time() - started

@@ -37,6 +37,36 @@ def request_utterance(seconds: float) -> bytes:
     return _request()[: round(seconds * INPUT_RATE) * 2]
 
 
+@cache
+def _barge_in() -> npt.NDArray[np.int16]:
+    """espeak-ng's "no, stop. I meant tomorrow morning, not today. And what about the
+    weekend" (en+f3, 165 wpm, pitch 70: another voice than the request's), 5.2 s."""
+    pcm = read_wav(Path(str(files("pispeaker.bench") / "barge_in.wav")), INPUT_RATE)
+    return np.frombuffer(pcm, "<i2")
+
+
+def _word_starts(samples: npt.NDArray[np.int16], frame: int = INPUT_RATE // 50) -> list[int]:
+    """Where a 20 ms frame is louder than -50 dBFS after two that are not (or at the very
+    start): the first sample of each word after a pause, and of the first."""
+    frames = samples[: len(samples) // frame * frame].astype(np.float64).reshape(-1, frame)
+    loud = np.sqrt(np.mean(frames**2, axis=1)) > 32768 * 10 ** (-50 / 20)
+    return [k * frame for k in range(len(loud)) if loud[k] and not loud[max(0, k - 2) : k].any()]
+
+
+def barge_in_words(seconds: float, seed: int, level_dbfs: float) -> bytes:
+    """``seconds`` of the recorded barge-in (16 kHz mono s16le) from the start of one of its
+    words (picked by ``seed``), at ``level_dbfs`` RMS over the sound: the user talking over
+    a reply begins with a word, not a pause."""
+    samples = _barge_in()
+    length = round(seconds * INPUT_RATE)
+    starts = [start for start in _word_starts(samples) if start + length <= len(samples)]
+    start = starts[seed % len(starts)]
+    words = samples[start : start + length].astype(np.float64)
+    sound = words[np.abs(words) > 64]
+    words *= 32768 * 10 ** (level_dbfs / 20) / float(np.sqrt(np.mean(sound**2)))
+    return bytes(np.clip(np.round(words), -32768, 32767).astype("<i2").tobytes())
+
+
 def speech_like(
     seconds: float,
     rate: int,

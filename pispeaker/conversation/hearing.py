@@ -123,8 +123,10 @@ class Ear:
     """The echo canceller in the capture path, by the owner's ``duplex`` choice.
 
     ``played`` takes what the speaker played (the canceller's reference), ``dropped`` that
-    the speaker dropped its audio; ``clean`` takes each microphone chunk of a conversation
-    (the canceller runs while the speaker plays and for ECHO_TAIL_S after).
+    the speaker dropped its audio; ``clean`` takes each microphone chunk of a conversation.
+    The canceller hears every one of them (it keeps one timeline: AEC3 loses what it learnt
+    of a long echo path across a gap in it), but its output is used only while the speaker
+    plays and for ECHO_TAIL_S after.
     A canceller that fails is dropped for good: the microphone is then withheld while the
     reply plays, and ``note`` (also given to ``report``, once) says why.
     """
@@ -167,30 +169,33 @@ class Ear:
             self._told.add(why)
             log.info("%s", why)
 
-    def played(self, pcm: bytes) -> None:
-        """``pcm`` (24 kHz) went to the speaker."""
+    def played(self, pcm: bytes, heard_at: float) -> None:
+        """``pcm`` (24 kHz) went to the speaker; its first sample is heard at ``heard_at``."""
         if self.canceller is not None:
-            self.canceller.reference(pcm)
+            self.canceller.reference(pcm, heard_at)
             self._echo_s = ECHO_TAIL_S
 
-    def dropped(self) -> None:
-        """The speaker dropped what it held: that audio will never be heard."""
+    def dropped(self, at: float) -> None:
+        """The speaker dropped what it held at ``at``: that audio will never be heard."""
         if self.canceller is not None:
-            self.canceller.drop()
+            self.canceller.drop(at)
 
-    def clean(self, chunk: bytes) -> bytes:
-        """``chunk`` without the speaker's echo. The canceller runs only while the speaker
-        may be heard: the user's voice alone goes out as captured (no noise suppression,
-        no added delay)."""
-        if self.canceller is None or self._echo_s <= 0.0:
+    def clean(self, chunk: bytes, captured_at: float) -> bytes:
+        """``chunk`` (its last sample captured at ``captured_at``) without the speaker's
+        echo while the speaker may be heard; otherwise as captured, so that the user's voice
+        alone goes out untouched (no noise suppression, no added delay)."""
+        if self.canceller is None:
             return chunk
-        self._echo_s -= duration_s(chunk, INPUT_RATE)
         try:
-            return self.canceller.clean(chunk)
+            cleaned = self.canceller.clean(chunk, captured_at)
         except EchoCancellerError as error:
             self.canceller = None
             self._withhold(f"the echo canceller failed ({error})")
             return chunk
+        if self._echo_s <= 0.0:
+            return chunk
+        self._echo_s -= duration_s(chunk, INPUT_RATE)
+        return cleaned
 
     def _withhold(self, why: str) -> None:
         self.note = f"{why}: the microphone is withheld while the speaker talks"

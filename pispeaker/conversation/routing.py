@@ -9,6 +9,8 @@ the set volume, ducked while the machine says so (DUCKED); what was played is th
 canceller's reference.
 """
 
+import time
+
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, tone
 from pispeaker.audio.ports import AudioSink, AudioSource, PrerollRing
 from pispeaker.audio.volume import Volume
@@ -61,10 +63,11 @@ class AudioRouter:
         while True:
             chunk = await source.read()
             self.chunks_heard += 1
-            self.hear(chunk)
+            self.hear(chunk, source.captured_at)
 
-    def hear(self, chunk: bytes) -> None:
-        """Route one microphone chunk by the current state."""
+    def hear(self, chunk: bytes, captured_at: float) -> None:
+        """Route one microphone chunk, whose last sample was captured at ``captured_at``, by
+        the current state."""
         state = self._conversation.status.state
         mode = uplink(state, self.ear.hears_over_reply)
         if mode is Uplink.DISCARD:
@@ -74,7 +77,7 @@ class AudioRouter:
             self._wake.feed(chunk)
         if state not in CONVERSATION:
             return
-        chunk = self.ear.clean(chunk)  # in every conversation state: it learns the room
+        chunk = self.ear.clean(chunk, captured_at)  # in every conversation state
         if mode in (Uplink.BUFFER, Uplink.LIVE):
             self._link.send_audio(chunk)
         if state is State.LISTENING or (state in PLAYING and mode is Uplink.LIVE):
@@ -109,8 +112,8 @@ class AudioRouter:
             self.voice.reset()
         if after in PLAYING:
             self.ear.tell_withheld()
-        if after not in CONVERSATION:
-            self.ear.dropped()  # what the speaker plays now is nobody's echo to cancel
+        if after not in CONVERSATION:  # what the speaker plays now is nobody's echo to cancel
+            self.ear.dropped(time.monotonic())
         if after is State.MUTED:
             self.preroll.clear()
         elif before is State.MUTED and self._wake is not None:
@@ -128,18 +131,19 @@ class AudioRouter:
         reply's end with them."""
         self._tasks.cancel("reply-done")
         self._sink.flush()
-        self.ear.dropped()
+        self.ear.dropped(time.monotonic())
 
     def await_playback(self, _change: Change) -> None:
         """REPLY_DONE once the last queued sample has played."""
         self._tasks.start("reply-done", self._reply_done())
 
-    def _played(self, pcm: bytes) -> None:
-        """``pcm`` went to the speaker: the echo canceller's reference while a reply plays
-        (an earcon's echo is short; cancelling it would cost the user's first words)."""
+    def _played(self, pcm: bytes, heard_at: float) -> None:
+        """``pcm`` went to the speaker, to be heard at ``heard_at``: the echo canceller's
+        reference while a reply plays (an earcon's echo is short; cancelling it would cost
+        the user's first words)."""
         self.reference.append(pcm)
         if self._conversation.status.state in PLAYING:
-            self.ear.played(pcm)
+            self.ear.played(pcm, heard_at)
 
     async def _reply_done(self) -> None:
         await self._sink.drain()

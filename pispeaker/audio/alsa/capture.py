@@ -4,6 +4,8 @@ loop as 16 kHz mono s16le chunks."""
 import asyncio
 import logging
 import threading
+import time
+from dataclasses import dataclass
 
 import alsaaudio
 
@@ -17,11 +19,12 @@ from pispeaker.audio.alsa.device import (
     open_in_thread,
 )
 from pispeaker.audio.convert import CaptureConverter, Rechunker
-from pispeaker.audio.pcm import INPUT_RATE, byte_count
+from pispeaker.audio.pcm import INPUT_RATE, SAMPLE_WIDTH, byte_count
 from pispeaker.audio.ports import DeviceLostError
 
 log = logging.getLogger(__name__)
 
+BYTES_PER_S = INPUT_RATE * SAMPLE_WIDTH
 #: Capture delivering nothing for this long counts as a lost device.
 STALL_S = 2.0
 #: Captured audio held for a slow event loop before the oldest is dropped (counted).
@@ -55,9 +58,10 @@ class AlsaSource:
         self.backlog_s = backlog_s
         self.overruns = 0
         self.dropped = 0
+        self.captured_at = 0.0
         self.opened: Opened | None = None
         self._opener = opener
-        self._chunks: asyncio.Queue[bytes | DeviceLostError] | None = None
+        self._chunks: asyncio.Queue[_Chunk | DeviceLostError] | None = None
         self._reader: _Reader | None = None
 
     async def start(self) -> None:
@@ -94,7 +98,8 @@ class AlsaSource:
         if isinstance(chunk, DeviceLostError):
             self._chunks = None
             raise chunk
-        return chunk
+        self.captured_at = chunk.captured_at
+        return chunk.pcm
 
     async def stop(self) -> None:
         self._chunks = None
@@ -103,14 +108,24 @@ class AlsaSource:
             await reader.stop()
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    """A chunk of 16 kHz audio and when its last sample was captured."""
+
+    pcm: bytes
+    captured_at: float
+
+
 class _Reader(DeviceThread):
-    """Reads periods, converts them and queues exact chunks on the event loop."""
+    """Reads periods, converts them and queues exact chunks on the event loop, each with
+    when its last sample was captured: a read returns once the card has captured the last
+    sample of its period, so the converted audio ends then (less soxr's held-back few)."""
 
     def __init__(
         self,
         source: AlsaSource,
         opened: Opened,
-        chunks: "asyncio.Queue[bytes | DeviceLostError]",
+        chunks: "asyncio.Queue[_Chunk | DeviceLostError]",
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         super().__init__("alsa-capture", source.request, opened, loop)
@@ -128,15 +143,19 @@ class _Reader(DeviceThread):
                 self.source.overruns += 1
                 self.log_xrun("capture overrun", self.source.overruns)
                 continue
+            captured_at = time.monotonic()
             if self.stopping.is_set():
                 return  # a read that ended after stop() may hold anything
-            for chunk in self.rechunker.push(self.converter.convert(data)):
-                self.call_soon(self._put, chunk)
+            chunks = self.rechunker.push(self.converter.convert(data))
+            after = self.rechunker.waiting  # bytes captured after the last chunk's end
+            for index, chunk in enumerate(chunks):
+                later = (len(chunks) - 1 - index) * len(chunk) + after
+                self.call_soon(self._put, _Chunk(chunk, captured_at - later / BYTES_PER_S))
 
     def failed(self, message: str) -> None:
         self.call_soon(self._put, DeviceLostError(message))
 
-    def _put(self, item: "bytes | DeviceLostError") -> None:
+    def _put(self, item: "_Chunk | DeviceLostError") -> None:
         if self.stopping.is_set():
             return
         if self.chunks.full():

@@ -7,6 +7,7 @@ import contextlib
 import enum
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from pispeaker.audio.convert import PlaybackConverter, frame_bytes
 from pispeaker.audio.pcm import OUTPUT_RATE, SAMPLE_WIDTH, byte_count, scale
 from pispeaker.audio.ports import DeviceLostError
 from pispeaker.marks import Mark
+
+BYTES_PER_S = OUTPUT_RATE * SAMPLE_WIDTH
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +61,15 @@ class AlsaSink:
     ``flush`` stops sound within one period: it empties the queue and the thread drops what
     the device holds. ``tap`` is called on the event loop with each period of the audio as
     given (at most ``period_ms``, a slice of one ``write``), as that period goes to the
-    device; audio flushed before then is not tapped. ``gain`` applies to each period as it
+    device, with when it is heard: then, or once what the device holds has played; audio
+    flushed before then is not tapped. ``gain`` applies to each period as it
     goes to the device (the tap hears it applied). ``underruns`` counts times the card ran
     dry in the middle of audio.
     """
 
     def __init__(self, request: Request, opener: Opener = open_device) -> None:
         self.request = request
-        self.tap: Callable[[bytes], None] | None = None
+        self.tap: Callable[[bytes, float], None] | None = None
         self.gain = 1.0  # read by the writer thread at each period
         self.underruns = 0
         self.writes = 0  # ``write`` calls so far
@@ -145,6 +149,7 @@ class _Writer(DeviceThread):
         self.stopping = False
         self.finished = False
         self.playing = False  # audio went to the device since it was last drained
+        self.heard_until = 0.0  # when what went to the device has played (monotonic s)
 
     # -- called on the event loop
 
@@ -219,7 +224,7 @@ class _Writer(DeviceThread):
                     return _Signal.IDLE
 
     def _drop(self) -> None:
-        self.playing = False
+        self.playing, self.heard_until = False, 0.0
         self.converter.reset()  # nothing of a flushed reply leaks into the next one
         self._mark("playback.dropping", None)
         self.opened.pcm.drop()
@@ -227,7 +232,7 @@ class _Writer(DeviceThread):
 
     def _drain(self) -> None:
         self.opened.pcm.drain()
-        self.playing = False
+        self.playing, self.heard_until = False, 0.0
 
     def _play(self, write: _Write) -> None:
         """Tap, convert and write ``write`` a period at a time, until a flush."""
@@ -237,8 +242,10 @@ class _Writer(DeviceThread):
             period = write.pcm[start : start + self.period_bytes]
             if (gain := self.sink.gain) != 1.0:
                 period = scale(period, gain)
+            heard_at = max(time.monotonic(), self.heard_until)  # later after an underrun
+            self.heard_until = heard_at + len(period) / BYTES_PER_S
             if self.sink.tap is not None:
-                self.call_soon(self.sink.tap, period)
+                self.call_soon(self.sink.tap, period, heard_at)
             self._write_frames(self.converter.convert(period))
             if start == 0:
                 self._mark("playback.written", write.number)
