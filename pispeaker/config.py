@@ -365,11 +365,13 @@ class ConversationConfig(_Section):
     # "off" until the echo bench shows "auto" never interrupting itself (see the README).
     duplex: Literal["auto", "aec", "hardware", "off"] = Field(
         "off",
-        description="Talking over the speaker: auto (cancel its echo and send your voice while "
-        "it talks once the canceller has converged; withhold it until then), aec (the same, "
-        "but a canceller that cannot load is an error), hardware (a speakerphone cancels the "
-        "echo itself: always send), off (withhold the microphone while it talks; the wake "
-        "word and the button still interrupt).",
+        description="Talking over the speaker: auto (cancel its echo, and once the canceller "
+        "has converged hear you over it on the device: your voice turns it down and stops it, "
+        "and what you said goes to the model from your first word; until then the microphone "
+        "is withheld while it talks), aec (the same, but a canceller that cannot load is an "
+        "error), hardware (a speakerphone cancels the echo itself: hear you over it at once), "
+        "off (withhold the microphone while it talks; the wake word and the button still "
+        "interrupt).",
     )
     voice_barge_in: bool | None = Field(
         None,

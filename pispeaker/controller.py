@@ -230,6 +230,7 @@ class Controller:
             Effect.PLAY_AUDIO: router.play,
             Effect.AWAIT_PLAYBACK: router.await_playback,
             Effect.FLUSH_PLAYBACK: router.flush,
+            Effect.SEND_HELD: router.send_held,
             Effect.START_FOLLOW_UP: lambda _: conversation.after(
                 "follow-up", policy.follow_up_s, Event.FOLLOW_UP_EXPIRED
             ),

@@ -71,6 +71,7 @@ class Effect(enum.Enum):
     PLAY_AUDIO = "play audio"  # play the reply audio that came with MODEL_AUDIO
     AWAIT_PLAYBACK = "await playback"  # REPLY_DONE once the last queued sample has played
     FLUSH_PLAYBACK = "flush playback"  # drop queued and device audio, and the turn's rest
+    SEND_HELD = "send held"  # send what the user said over the reply, from its first sound
     START_FOLLOW_UP = "start follow-up"  # (re)start the follow-up window timer
     HOLD_FOLLOW_UP = "hold follow-up"  # stop it: the window counts only silence
     START_FLASH = "start flash"  # start the INTERRUPTED flash timer
@@ -88,6 +89,10 @@ class Uplink(enum.Enum):
     BUFFER = "buffer"  # kept, to be sent once the session is ready
     LIVE = "live"  # sent as captured
     GUARDED = "guarded"  # not sent: the mic hears the speaker (no echo cancellation yet)
+    #: kept on the device while the reply plays (the echo is cancelled), and sent, from its
+    #: first sound, once the voice detector is sure the user talks over it (SEND_HELD):
+    #: what is left of the echo, a cough or a door never reach the model
+    HELD = "held"
 
 
 @dataclass(frozen=True)
@@ -137,10 +142,11 @@ def uplink(state: State, hears_over_reply: bool = False) -> Uplink:
 
     While the reply plays the microphone mostly hears the speaker, so the audio is withheld
     (the model would interrupt itself) unless ``hears_over_reply``: the echo is cancelled
-    (a converged canceller, or a speakerphone's own), so what is sent is the user.
+    (a converged canceller, or a speakerphone's own), so what is left is the user, and the
+    device keeps it until its voice detector is sure of that.
     """
     if state in PLAYING:
-        return Uplink.LIVE if hears_over_reply else Uplink.GUARDED
+        return Uplink.HELD if hears_over_reply else Uplink.GUARDED
     return _UPLINK[state]
 
 
@@ -275,8 +281,9 @@ _RULES: dict[tuple[State, Event], Rule] = {
     **_while_playing(Event.BUTTON_PRESS, _to(State.INTERRUPTED, *_BARGE_IN)),
     **_while_playing(Event.WAKE_WORD, _wake_barge_in),
     **_while_playing(Event.END_CONVERSATION, _close_after_reply),
-    # Voice barge-in heard on the device: duck at the first sound, stop once it is speech.
-    **_while_playing(Event.USER_SPEECH, _to(State.INTERRUPTED, *_BARGE_IN)),
+    # Voice barge-in heard on the device: duck at the first sound, stop once it is speech,
+    # and send the model what the user said from that first sound.
+    **_while_playing(Event.USER_SPEECH, _to(State.INTERRUPTED, *_BARGE_IN, Effect.SEND_HELD)),
     (State.SPEAKING, Event.SOUND_ONSET): _to(State.DUCKED),
     (State.DUCKED, Event.SOUND_GONE): _to(State.SPEAKING),
     (State.INTERRUPTED, Event.FLASH_DONE): _to(State.LISTENING, Effect.START_FOLLOW_UP),

@@ -6,13 +6,23 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import pytest
 from google import genai
 from google.genai import types
 from google.genai.live import AsyncSession
 
 from pispeaker.audio.memory import MemorySink, MemorySource
-from pispeaker.audio.pcm import INPUT_RATE, silence, tone
+from pispeaker.audio.pcm import (
+    INPUT_RATE,
+    OUTPUT_RATE,
+    byte_count,
+    duration_s,
+    silence,
+    to_samples,
+    tone,
+)
+from pispeaker.audio.resample import resample
 from pispeaker.backoff import Backoff
 from pispeaker.config import LiveConfig
 from pispeaker.controller import Controller, Policy
@@ -201,6 +211,25 @@ class Rig:
             await self.controller.entered(state, count)
 
 
+class EchoingSource(MemorySource):
+    """A microphone in a room: it says ``audio`` (in real time) and hears what ``sink``
+    plays ``delay_s`` later, ``gain_db`` down, as a loudspeaker's echo."""
+
+    def __init__(self, audio: bytes, sink: MemorySink, delay_s: float, gain_db: float) -> None:
+        super().__init__(audio, realtime=True)
+        self.sink, self.delay_s, self.gain = sink, delay_s, 10 ** (gain_db / 20)
+
+    async def read(self) -> bytes:
+        chunk = await super().read()
+        end = self.captured_at - self.delay_s
+        start = end - duration_s(chunk, INPUT_RATE)
+        # 10 ms either side: the resampler's edges fall outside the chunk
+        echo = resample(self.sink.heard_between(start - 0.01, end + 0.01), OUTPUT_RATE, INPUT_RATE)
+        echo = echo[byte_count(0.01, INPUT_RATE) :][: len(chunk)]
+        mixed = to_samples(chunk).astype(np.float64) + to_samples(echo) * self.gain
+        return bytes(np.clip(np.round(mixed), -32768, 32767).astype("<i2").tobytes())
+
+
 @pytest.fixture
 async def rig_factory() -> AsyncIterator[Callable[..., "asyncio.Future[Rig]"]]:
     tasks: list[asyncio.Task[None]] = []
@@ -211,8 +240,10 @@ async def rig_factory() -> AsyncIterator[Callable[..., "asyncio.Future[Rig]"]]:
         policy: Policy | None = None,
         api_key: str | None = None,
         live_settings: dict[str, object] | None = None,
+        echo: tuple[float, float] | None = None,
         **sleep: object,
     ) -> Rig:
+        """``echo``: (delay s, gain dB) of the speaker heard by the microphone."""
         live = LiveConfig().model_copy(
             update={
                 "base_url": emulator.base_url,
@@ -225,7 +256,8 @@ async def rig_factory() -> AsyncIterator[Callable[..., "asyncio.Future[Rig]"]]:
         def make_link(report: Callable[[LinkEvent], None], tools: list[Tool]) -> LiveLink:
             return LiveLink(live, api_key or emulator.api_key, report, tools)
 
-        source, sink = MemorySource(audio, realtime=True), MemorySink(realtime=True)
+        sink = MemorySink(realtime=True)
+        source = EchoingSource(audio, sink, *echo) if echo else MemorySource(audio, realtime=True)
         controller = RecordedController(
             source,
             sink,

@@ -26,6 +26,7 @@ FIGURES = {
     "lost_bytes",
     "conversation_cpu",
     "echo_self_interruptions",
+    "echo_false_ducks",
     "echo_barge_in_detected",
     "echo_onset_down_ms",
     "echo_barge_in_words",

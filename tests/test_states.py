@@ -80,7 +80,7 @@ SPEAKING     BUTTON_PRESS        -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FL
 SPEAKING     WAKE_WORD           -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH SEND_PREROLL
 SPEAKING     END_CONVERSATION    -> SPEAKING+closing
 SPEAKING     SOUND_ONSET         -> DUCKED
-SPEAKING     USER_SPEECH         -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
+SPEAKING     USER_SPEECH         -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH SEND_HELD
 SPEAKING     BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 SPEAKING     SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 SPEAKING     CONNECTION_LOST     -> CONNECTING+dropping+reconnects=1 FLUSH_PLAYBACK RECONNECT
@@ -88,7 +88,7 @@ SPEAKING     FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EA
 SPEAKING     DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
 DUCKED       SOUND_GONE          -> SPEAKING
-DUCKED       USER_SPEECH         -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
+DUCKED       USER_SPEECH         -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH SEND_HELD
 DUCKED       MODEL_AUDIO         -> DUCKED       PLAY_AUDIO
 DUCKED       TURN_COMPLETE       -> DUCKED       AWAIT_PLAYBACK
 DUCKED       REASONING_STARTED   -> DUCKED+reasoning
@@ -343,7 +343,7 @@ UPLINK = {
 @pytest.mark.parametrize("state", list(State))
 def test_uplink_of_every_state(state: State) -> None:
     assert uplink(state) is UPLINK[state]
-    expected_over_reply = Uplink.LIVE if UPLINK[state] is Uplink.GUARDED else UPLINK[state]
+    expected_over_reply = Uplink.HELD if UPLINK[state] is Uplink.GUARDED else UPLINK[state]
     assert uplink(state, hears_over_reply=True) is expected_over_reply
 
 

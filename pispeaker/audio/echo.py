@@ -61,9 +61,11 @@ MIN_ACTIVE_S = 0.5
 #: Converged when what is left of the echo is this quiet, 10 dB under the -45 dBFS at which
 #: a voice detector (the server's, or the local level gate) starts hearing speech.
 QUIET_RESIDUAL_DBFS = -55.0
-#: The reference leads its echo by the acoustic delay plus this: a margin for the error in the
-#: moments given (a reference that comes after its echo cannot be used at all).
-LEAD_S = 0.04
+#: The reference leads its echo by the acoustic delay plus this, a margin for rounding: the
+#: moments given can only make the lead longer (a sink cannot play a sample before it has it,
+#: nor a card deliver one before it is captured), and AEC3 picks up the echo soonest at the
+#: start of a reply when the lead is short (its first guess is about 20 ms).
+LEAD_S = 0.01
 #: AEC3 finds echoes up to about 450 ms after their reference (aec.md §3.2).
 MAX_LEAD_S = 0.4
 #: Reference pieces heard within this of the end of the previous one continue it (the

@@ -70,6 +70,8 @@ class MemorySink:
         self.gain = 1.0
         self.played = bytearray()
         self.flushed_at: list[int] = []  # len(played) at each flush
+        #: Each piece as it started to play: (moment, audio, moment it was cut short or None).
+        self.heard: list[tuple[float, bytes, float | None]] = []
         self._realtime = realtime
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._player: asyncio.Task[None] | None = None
@@ -95,6 +97,8 @@ class MemorySink:
         while not self._queue.empty():
             self._queue.get_nowait()
         self.flushed_at.append(len(self.played))
+        if self.heard and self.heard[-1][2] is None:
+            self.heard[-1] = (*self.heard[-1][:2], time.monotonic())
         if self._player is not None:  # cut the piece playing now short
             self._player.cancel()
             self._player = asyncio.create_task(self._play_forever(), name="memory-sink")
@@ -102,6 +106,19 @@ class MemorySink:
 
     async def drain(self) -> None:
         await self._idle.wait()
+
+    def heard_between(self, start: float, end: float) -> bytes:
+        """24 kHz audio of what played from ``start`` to ``end`` (zeros where nothing did)."""
+        out = bytearray(byte_count(end - start, OUTPUT_RATE))
+        for moment, pcm, cut in self.heard:
+            if cut is not None:
+                pcm = pcm[: byte_count(max(0.0, cut - moment), OUTPUT_RATE)]
+            low = byte_count(max(start, moment) - moment, OUTPUT_RATE)
+            high = min(len(pcm), byte_count(end - moment, OUTPUT_RATE))
+            if low < high:
+                at = byte_count(max(start, moment) - start, OUTPUT_RATE)
+                out[at : at + high - low] = pcm[low:high][: len(out) - at]
+        return bytes(out)
 
     async def wait_lost(self) -> str:
         await self._lost.wait()
@@ -130,8 +147,10 @@ class MemorySink:
                 self._idle.set()
             pcm = await self._queue.get()
             pcm = scale(pcm, self.gain) if self.gain != 1.0 else pcm
+            started = time.monotonic()
+            self.heard.append((started, pcm, None))
             if self.tap:  # handed over as it starts to play, as a card's buffer starts
-                self.tap(pcm, time.monotonic())
+                self.tap(pcm, started)
             if self._realtime:
                 await asyncio.sleep(duration_s(pcm, OUTPUT_RATE))
             self.played.extend(pcm)

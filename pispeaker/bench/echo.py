@@ -49,7 +49,7 @@ from pispeaker.bench.speech import (
     wake_phrase,
 )
 from pispeaker.config import Config
-from pispeaker.states import State
+from pispeaker.states import PLAYING, State
 
 #: The rooms of the replies with nobody talking: (coupling dB, bulk delay s); the clock drifts
 #: by 100 ppm and the speaker clips softly in every one.
@@ -135,7 +135,8 @@ class BargeIn:
 class Results:
     """What the scenarios saw."""
 
-    rooms: list[tuple[RoomSettings, int, int]] = field(default_factory=list)  # replies, stops
+    #: (room, replies, stops, ducks) of the replies with nobody talking
+    rooms: list[tuple[RoomSettings, int, int, int]] = field(default_factory=list)
     barge_ins: list[BargeIn] = field(default_factory=list)
     coughs: list[bool] = field(default_factory=list)  # a stop followed
     quiet: tuple[int, int] = (0, 0)  # the microphone's bytes of the replies with nobody talking
@@ -170,21 +171,23 @@ def _rooms() -> list[RoomSettings]:
 # -- the scenarios ---------------------------------------------------------------------------
 
 
-async def _quiet_replies(rig: EchoRig, count: int) -> tuple[int, int]:
-    """``count`` replies with nobody talking; return (replies, interruptions). Every reply
-    counts, those to the echo the speaker heard of itself too."""
-    replies, stops = rig.entries(State.SPEAKING), rig.entries(State.INTERRUPTED)
+async def _quiet_replies(rig: EchoRig, count: int) -> tuple[int, int, int]:
+    """``count`` replies with nobody talking; return (replies, interruptions, ducks). Every
+    reply counts, those to the echo the speaker heard of itself too."""
+    counted = (State.SPEAKING, State.INTERRUPTED, State.DUCKED)
+    before = [rig.entries(state) for state in counted]
     for _ in range(count):
         await _reply_started(rig)
         await _reply_over(rig)
-    return rig.entries(State.SPEAKING) - replies, rig.entries(State.INTERRUPTED) - stops
+    replies, stops, ducks = (rig.entries(s) - was for s, was in zip(counted, before, strict=True))
+    return replies, stops, ducks
 
 
 async def _barge_in(rig: EchoRig) -> BargeIn:
     """Talk over a reply from a random point of it; the next reply answers that."""
     started = await _reply_started(rig)
     await _sleep_until(started + rig.dice.uniform(0.3, REPLY_S - 1.0))
-    stops, over_reply = rig.entries(State.INTERRUPTED), rig.state is State.SPEAKING
+    stops, over_reply = rig.entries(State.INTERRUPTED), rig.state in PLAYING
     words = barge_in_words(BARGE_IN_S, len(rig.mic.said), NEAR_DBFS)
     start, end = await _say(rig.mic, words)
     onset = rig.mic.captured_at(start)
@@ -318,6 +321,7 @@ def _figures(results: Results, mic: Microphone, speaker: Speaker, run: Running) 
     uplink = _uplink(run, mic)
     return [
         _self_interruptions(results),
+        _false_ducks(results),
         *_barge_in_figures(results.barge_ins, played, uplink, mic),
         _false_stops(results.coughs),
         *_canceller_figures(mic, played, results.quiet),
@@ -325,9 +329,9 @@ def _figures(results: Results, mic: Microphone, speaker: Speaker, run: Running) 
 
 
 def _self_interruptions(results: Results) -> Figure:
-    replies = sum(count for _, count, _ in results.rooms)
-    stops = sum(stops for _, _, stops in results.rooms)
-    note = "; ".join(f"{s.describe()}: {stop}/{n}" for s, n, stop in results.rooms)
+    replies = sum(count for _, count, _, _ in results.rooms)
+    stops = sum(stops for _, _, stops, _ in results.rooms)
+    note = "; ".join(f"{s.describe()}: {stop}/{n}" for s, n, stop, _ in results.rooms)
     return figure_from(
         "echo_self_interruptions",
         "echo: self-interruptions per 100 replies",
@@ -335,6 +339,20 @@ def _self_interruptions(results: Results) -> Figure:
         value=100 * stops / replies if replies else None,
         limit=0.0,
         note=f"interruptions/replies by room: {note}",
+    )
+
+
+def _false_ducks(results: Results) -> Figure:
+    replies = sum(count for _, count, _, _ in results.rooms)
+    ducks = sum(ducks for _, _, _, ducks in results.rooms)
+    note = "; ".join(f"{s.describe()}: {duck}/{n}" for s, n, _, duck in results.rooms)
+    return figure_from(
+        "echo_false_ducks",
+        "echo: replies turned down with nobody talking, per 100 replies",
+        "per 100",
+        value=100 * ducks / replies if replies else None,
+        note=f"DUCKED entered/replies by room (what is left of the echo passed the level "
+        f"gate; the reply dips 20 dB until the voice detector gives up): {note}",
     )
 
 
@@ -432,14 +450,19 @@ class Uplink:
 
 
 def _uplink(run: Running, mic: Microphone) -> Uplink:
+    """Lay the sent chunks out, the last first: each ends where the microphone was when it
+    was sent, or where the next one starts if that is sooner (the words held over a reply
+    go out in a burst, ahead of the chunks that follow them)."""
     total = len(mic.written) // SAMPLE_WIDTH
     audio, sent = np.zeros(total), np.zeros(total, dtype=bool)
-    for moment, chunk in run.marks.sent:
-        end = min(mic.offset_at(moment), len(mic.written)) // SAMPLE_WIDTH
+    next_start = total
+    for moment, chunk in reversed(run.marks.sent):
+        end = min(mic.offset_at(moment) // SAMPLE_WIDTH, next_start)
         samples = np.frombuffer(chunk, "<i2")
         count = min(len(samples), end)
         audio[end - count : end] = samples[len(samples) - count :]
         sent[end - count : end] = True
+        next_start = end - count
     return Uplink(audio, sent)
 
 

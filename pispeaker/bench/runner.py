@@ -153,7 +153,10 @@ async def _echo(config: Config, options: BenchOptions, directory: Path) -> list[
     )
     playback = (SPEAKER_RATE, SPEAKER_CHANNELS)
     with (
-        emulator_process(directory, 1.0, 1.0, 0.3, scratch_reply(directory)) as endpoint,
+        # The replies come twice as fast as they play, as the service sends them ahead: the
+        # bench speaker's file plugin holds a buffer back, so a just-in-time chunk would
+        # leave a silent gap that shifts the rest (a card plays on, or underruns and says so).
+        emulator_process(directory, 0.5, 1.0, 0.3, scratch_reply(directory)) as endpoint,
         _alsa_config_path(alsa_config(directory, mic_path, speaker_path)),
         _running(speaker),
     ):

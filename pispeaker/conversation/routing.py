@@ -26,6 +26,11 @@ from pispeaker.wake.listener import WakeListener
 REFERENCE_S = 2.0
 #: The gain of a ducked reply: 20 dB down, quiet enough to hear the user over it.
 DUCKED_GAIN = 0.1
+#: Microphone audio kept while a reply plays (HELD): longer than the voice detector takes to
+#: be sure of speech or give up on a sound (hearing.GIVE_UP_S).
+HELD_S = 2.0
+#: What is sent with the user's words over a reply: from this long before their first sound.
+BEFORE_ONSET_S = 0.1
 
 
 class AudioRouter:
@@ -52,6 +57,8 @@ class AudioRouter:
         self.voice = voice
         # What the microphone heard lately, on the same clock as the wake-word detector.
         self.preroll = PrerollRing(conversation.policy.preroll_s)
+        self.held = PrerollRing(HELD_S)
+        self._onset = 0  # where in ``held`` the last sound over the reply began
         self.reference = PrerollRing(REFERENCE_S, OUTPUT_RATE)
         sink.tap = self._played
         self.chunks_heard = 0  # microphone chunks read: capture is alive while this grows
@@ -80,9 +87,24 @@ class AudioRouter:
         chunk = self.ear.clean(chunk, captured_at)  # in every conversation state
         if mode in (Uplink.BUFFER, Uplink.LIVE):
             self._link.send_audio(chunk)
-        if state is State.LISTENING or (state in PLAYING and mode is Uplink.LIVE):
-            for event in self.voice.feed(chunk):
-                self._conversation.dispatch(event)
+        elif mode is Uplink.HELD:
+            self.held.append(chunk)
+        if state is State.LISTENING or mode is Uplink.HELD:
+            self._listen(chunk)
+
+    def _listen(self, chunk: bytes) -> None:
+        """Feed the voice detector ``chunk``; a sound starts with it (speech, without a voice
+        model: it is told at the sound's first chunk)."""
+        for event in self.voice.feed(chunk):
+            if event is Event.SOUND_ONSET or (event is Event.USER_SPEECH and not self.voice.voice):
+                before = byte_count(BEFORE_ONSET_S, INPUT_RATE)
+                self._onset = self.held.position - len(chunk) - before
+            self._conversation.dispatch(event)
+
+    def send_held(self, _change: Change) -> None:
+        """What the user said over the reply, from just before its first sound: the model
+        hears all of their words, and nothing of what came before."""
+        self._link.send_audio(self.held.since(self._onset))
 
     def heard_gap(self) -> None:
         """The microphone was away: what came before does not join what comes next."""
@@ -112,6 +134,8 @@ class AudioRouter:
             self.voice.reset()
         if after in PLAYING:
             self.ear.tell_withheld()
+        else:
+            self.held.clear()  # a reply that ended or was stopped: its sounds were not words
         if after not in CONVERSATION:  # what the speaker plays now is nobody's echo to cancel
             self.ear.dropped(time.monotonic())
         if after is State.MUTED:
