@@ -131,12 +131,22 @@ class BargeIn:
     over_reply: bool
 
 
+@dataclass(frozen=True)
+class QuietRoom:
+    """The replies with nobody talking in one room: how many, and how many of them
+    interrupted themselves or were turned down."""
+
+    settings: RoomSettings
+    replies: int
+    stops: int
+    ducks: int
+
+
 @dataclass
 class Results:
     """What the scenarios saw."""
 
-    #: (room, replies, stops, ducks) of the replies with nobody talking
-    rooms: list[tuple[RoomSettings, int, int, int]] = field(default_factory=list)
+    rooms: list["QuietRoom"] = field(default_factory=list)
     barge_ins: list[BargeIn] = field(default_factory=list)
     coughs: list[bool] = field(default_factory=list)  # a stop followed
     quiet: tuple[int, int] = (0, 0)  # the microphone's bytes of the replies with nobody talking
@@ -154,7 +164,7 @@ async def measure_echo(
         for settings in _rooms():
             rig.echo.room = Room(settings)
             per_room = max(1, round(replies / len(ROOMS)))
-            results.rooms.append((settings, *await _quiet_replies(rig, per_room)))
+            results.rooms.append(QuietRoom(settings, *await _quiet_replies(rig, per_room)))
         results.quiet = (quiet_start, mic.offset)
         rig.echo.room = Room(TALK_ROOM)
         for _ in range(replies):
@@ -329,30 +339,43 @@ def _figures(results: Results, mic: Microphone, speaker: Speaker, run: Running) 
 
 
 def _self_interruptions(results: Results) -> Figure:
-    replies = sum(count for _, count, _, _ in results.rooms)
-    stops = sum(stops for _, _, stops, _ in results.rooms)
-    note = "; ".join(f"{s.describe()}: {stop}/{n}" for s, n, stop, _ in results.rooms)
-    return figure_from(
-        "echo_self_interruptions",
-        "echo: self-interruptions per 100 replies",
-        "per 100",
-        value=100 * stops / replies if replies else None,
+    return _per_100_replies(
+        results,
+        lambda room: room.stops,
+        ("echo_self_interruptions", "echo: self-interruptions per 100 replies"),
+        "interruptions/replies by room",
         limit=0.0,
-        note=f"interruptions/replies by room: {note}",
     )
 
 
 def _false_ducks(results: Results) -> Figure:
-    replies = sum(count for _, count, _, _ in results.rooms)
-    ducks = sum(ducks for _, _, _, ducks in results.rooms)
-    note = "; ".join(f"{s.describe()}: {duck}/{n}" for s, n, _, duck in results.rooms)
+    return _per_100_replies(
+        results,
+        lambda room: room.ducks,
+        ("echo_false_ducks", "echo: replies turned down with nobody talking, per 100 replies"),
+        "DUCKED entered/replies by room (what is left of the echo passed the level gate; the "
+        "reply dips 20 dB until the voice detector gives up)",
+    )
+
+
+def _per_100_replies(
+    results: Results,
+    count: Callable[["QuietRoom"], int],
+    name: tuple[str, str],
+    what: str,
+    limit: float | None = None,
+) -> Figure:
+    """``count`` of the replies with nobody talking, per 100 replies, room by room in the
+    note."""
+    replies = sum(room.replies for room in results.rooms)
+    counted = sum(count(room) for room in results.rooms)
+    note = "; ".join(f"{r.settings.describe()}: {count(r)}/{r.replies}" for r in results.rooms)
     return figure_from(
-        "echo_false_ducks",
-        "echo: replies turned down with nobody talking, per 100 replies",
+        *name,
         "per 100",
-        value=100 * ducks / replies if replies else None,
-        note=f"DUCKED entered/replies by room (what is left of the echo passed the level "
-        f"gate; the reply dips 20 dB until the voice detector gives up): {note}",
+        value=100 * counted / replies if replies else None,
+        limit=limit,
+        note=f"{what}: {note}",
     )
 
 

@@ -3,10 +3,11 @@ the reply audio on its way to the speaker.
 
 Captured audio feeds the pre-roll ring and the wake word on one clock in every state but
 MUTED. In a conversation it is cleaned of the speaker's echo (``Ear``), goes to the Live link
-where the state allows it, and to the voice activity detector, which tells the machine when
-the user talks (the follow-up window, and barge-in over a reply). Reply audio is played at
-the set volume, ducked while the machine says so (DUCKED); what was played is the echo
-canceller's reference.
+where the state allows it (over a reply it is held on the device, and sent from the user's
+first sound once they are heard talking), and to the voice activity detector, which tells
+the machine when the user talks (the follow-up window, and barge-in over a reply). Reply
+audio is played at the set volume, ducked while the machine says so (DUCKED); what was
+played is the echo canceller's reference.
 """
 
 import time
