@@ -35,9 +35,9 @@ from pispeaker.audio.pcm import (
     FULL_SCALE,
     INPUT_RATE,
     OUTPUT_RATE,
-    SAMPLE_WIDTH,
     SILENCE_DBFS,
     Samples,
+    duration_s,
     to_samples,
 )
 from pispeaker.audio.resample import PcmStreamResampler
@@ -102,11 +102,10 @@ class EchoCanceller:
                 f"10 ms frames and the lead be under {MAX_LEAD_S} s"
             )
         self._frame = capture_rate // FRAMES_PER_SECOND
-        self._reference_rate = reference_rate
         self._processor = _create_processor(capture_rate)
         self._clock = _CaptureClock(capture_rate)
         self._reference = _ReferenceTimeline(
-            PcmStreamResampler(reference_rate, capture_rate), capture_rate, lead_s
+            PcmStreamResampler(reference_rate, capture_rate), lead_s
         )
         self._meter = _EchoMeter(self._frame)
         self._converged = False
@@ -117,7 +116,7 @@ class EchoCanceller:
     def reference(self, pcm: bytes, heard_at: float) -> None:
         """24 kHz mono s16le audio exactly as written to the speaker, whose first sample is
         heard at ``heard_at``."""
-        self._reference.push(pcm, heard_at, self._reference_rate)
+        self._reference.push(pcm, heard_at)
 
     def drop(self, at: float) -> None:
         """The speaker dropped its buffer at ``at`` (barge-in): what was due after that will
@@ -270,13 +269,13 @@ class _ReferenceTimeline:
     are forgotten.
     """
 
-    def __init__(self, resampler: PcmStreamResampler, rate: int, lead_s: float) -> None:
+    def __init__(self, resampler: PcmStreamResampler, lead_s: float) -> None:
         self._resampler = resampler
-        self._rate, self._lead_s = rate, lead_s
+        self._rate, self._lead_s = resampler.out_rate, lead_s
         self._runs: list[_Run] = []
 
-    def push(self, pcm: bytes, heard_at: float, reference_rate: int) -> None:
-        """Queue ``pcm`` (s16le at ``reference_rate``) whose first sample is heard at
+    def push(self, pcm: bytes, heard_at: float) -> None:
+        """Queue ``pcm`` (s16le at the resampler's input rate) whose first sample is heard at
         ``heard_at``."""
         last = self._runs[-1] if self._runs else None
         if last is None or abs(last.start + last.heard_s - heard_at) > JOIN_S:
@@ -284,7 +283,7 @@ class _ReferenceTimeline:
             last = _Run(heard_at, np.zeros(0, np.int16))
             self._runs.append(last)
         last.samples = np.concatenate([last.samples, self._resampler.process(pcm)])
-        last.heard_s += len(pcm) / SAMPLE_WIDTH / reference_rate
+        last.heard_s += duration_s(pcm, self._resampler.in_rate)
         self._runs = [run for run in self._runs if run.start + run.heard_s > heard_at - HISTORY_S]
 
     def take(self, first: int, count: int, clock: _CaptureClock) -> Samples:

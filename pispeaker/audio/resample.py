@@ -63,6 +63,7 @@ class PcmStreamResampler:
     conversions to and from float around it. Output lengths vary as that one's do."""
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
+        self.in_rate, self.out_rate = in_rate, out_rate
         self._floats = StreamResampler(in_rate, out_rate)
 
     def process(self, pcm: bytes) -> Samples:

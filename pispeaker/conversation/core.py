@@ -18,7 +18,8 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class Duplex(enum.Enum):
-    """Whether the microphone is sent while the reply plays (conversation.duplex)."""
+    """Whether the user is heard over the reply (conversation.duplex): the microphone is
+    then held on the device while it plays, and sent once they are heard talking."""
 
     AUTO = "auto"  # once the echo canceller has converged; withheld without one
     AEC = "aec"  # the same, but a canceller that cannot load is a configuration error

@@ -89,6 +89,12 @@ class VoiceActivity:
         self._quiet_s = 0.0 if loud else self._quiet_s + seconds
         return events + self._judge()
 
+    @property
+    def sound_s(self) -> float:
+        """Audio seconds of the sound in progress, from the chunk that began it (0 when
+        there is none)."""
+        return self._sound_s
+
     def reset(self) -> None:
         """Forget the sound in progress (and the voice model's memory of it)."""
         self.sound = self.talking = self._noise = False

@@ -59,7 +59,6 @@ class AudioRouter:
         # What the microphone heard lately, on the same clock as the wake-word detector.
         self.preroll = PrerollRing(conversation.policy.preroll_s)
         self.held = PrerollRing(HELD_S)
-        self._onset = 0  # where in ``held`` the last sound over the reply began
         self.reference = PrerollRing(REFERENCE_S, OUTPUT_RATE)
         sink.tap = self._played
         self.chunks_heard = 0  # microphone chunks read: capture is alive while this grows
@@ -91,21 +90,14 @@ class AudioRouter:
         elif mode is Uplink.HELD:
             self.held.append(chunk)
         if state is State.LISTENING or mode is Uplink.HELD:
-            self._listen(chunk)
-
-    def _listen(self, chunk: bytes) -> None:
-        """Feed the voice detector ``chunk``; a sound starts with it (speech, without a voice
-        model: it is told at the sound's first chunk)."""
-        for event in self.voice.feed(chunk):
-            if event is Event.SOUND_ONSET or (event is Event.USER_SPEECH and not self.voice.voice):
-                before = byte_count(BEFORE_ONSET_S, INPUT_RATE)
-                self._onset = self.held.position - len(chunk) - before
-            self._conversation.dispatch(event)
+            for event in self.voice.feed(chunk):
+                self._conversation.dispatch(event)
 
     def send_held(self, _change: Change) -> None:
         """What the user said over the reply, from just before its first sound: the model
         hears all of their words, and nothing of what came before."""
-        self._link.send_audio(self.held.since(self._onset))
+        sound = byte_count(self.voice.sound_s + BEFORE_ONSET_S, INPUT_RATE)
+        self._link.send_audio(self.held.since(self.held.position - sound))
 
     def heard_gap(self) -> None:
         """The microphone was away: what came before does not join what comes next."""

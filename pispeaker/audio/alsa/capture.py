@@ -24,6 +24,7 @@ from pispeaker.audio.ports import DeviceLostError
 
 log = logging.getLogger(__name__)
 
+#: Bytes of the delivered audio (16 kHz s16le) a second: how long ago a chunk ended.
 BYTES_PER_S = INPUT_RATE * SAMPLE_WIDTH
 #: Capture delivering nothing for this long counts as a lost device.
 STALL_S = 2.0

@@ -24,11 +24,9 @@ from pispeaker.audio.alsa.device import (
     open_in_thread,
 )
 from pispeaker.audio.convert import PlaybackConverter, frame_bytes
-from pispeaker.audio.pcm import OUTPUT_RATE, SAMPLE_WIDTH, byte_count, scale
+from pispeaker.audio.pcm import OUTPUT_RATE, SAMPLE_WIDTH, byte_count, duration_s, scale
 from pispeaker.audio.ports import DeviceLostError
 from pispeaker.marks import Mark
-
-BYTES_PER_S = OUTPUT_RATE * SAMPLE_WIDTH
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +241,7 @@ class _Writer(DeviceThread):
             if (gain := self.sink.gain) != 1.0:
                 period = scale(period, gain)
             heard_at = max(time.monotonic(), self.heard_until)  # later after an underrun
-            self.heard_until = heard_at + len(period) / BYTES_PER_S
+            self.heard_until = heard_at + duration_s(period, OUTPUT_RATE)
             if self.sink.tap is not None:
                 self.call_soon(self.sink.tap, period, heard_at)
             self._write_frames(self.converter.convert(period))
