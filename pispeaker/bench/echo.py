@@ -532,12 +532,12 @@ def _canceller_figures(mic: Microphone, played: Played, span: tuple[int, int]) -
     return [
         figure_from(
             "echo_canceller_cpu",
-            "echo: canceller CPU (with the voice detector)",
+            "echo: canceller CPU",
             "CPU-s/s",
             value=cpu / seconds if seconds else None,
             limit=0.02,
-            note="offline over the microphone and the played audio of the replies with "
-            "nobody talking",
+            note="the canceller with the voice detector, offline over the microphone and the "
+            "played audio of the replies with nobody talking",
         ),
         figure_from(
             "echo_erle_db",
