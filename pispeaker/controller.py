@@ -92,6 +92,7 @@ class Controller:
             sink,
             lambda: self.router.pump(source),
             self.router.heard_gap,
+            self.ear.new_device,
             sleep,
         )
         if backoff is not None:

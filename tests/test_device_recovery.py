@@ -19,12 +19,14 @@ from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, silence, tone
 from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError
 from pispeaker.config import LiveConfig
 from pispeaker.controller import Controller
+from pispeaker.conversation.core import Duplex, Policy
 from pispeaker.live.link import LiveLink
 from pispeaker.live.port import LinkEvent
 from pispeaker.states import Effect, Event, State
 from pispeaker.tools import Tool
 from tests.alsa_rig import AlsaRig, PacedReader, PacedWriter, request
 from tests.conftest import RecordedController
+from tests.test_hearing import Converging
 
 IDLE, ERROR = State.IDLE, State.ERROR
 
@@ -247,6 +249,22 @@ async def test_microphone_back_after_failed_reopens_ends_the_error(harness: Harn
     reads = mic.reads
     await until(lambda: mic.reads > reads + 5)  # the pump reads the reopened microphone
     assert controller.record.states == [IDLE, ERROR, IDLE]
+
+
+async def test_a_device_back_is_a_new_echo_path_for_the_canceller_to_learn() -> None:
+    # Another microphone, or a speaker plugged into another port, has other buffering: the
+    # echo's delay is not the one learnt, so the microphone is withheld over replies again.
+    mic, canceller = Mic(), Converging()
+    canceller.converged = True
+    policy = Policy(duplex=Duplex.AUTO)
+    controller = RecordedController(
+        mic, Speaker(), idle_link, policy, sleep=Clock().sleep, canceller=canceller
+    )
+    async with started(controller):
+        assert controller.ear.hears_over_reply
+        mic.unplug(refusals=1)
+        await reach(controller, IDLE, count=2)
+    assert not controller.ear.hears_over_reply
 
 
 async def test_speaker_lost_and_back_plays_again(harness: Harness) -> None:

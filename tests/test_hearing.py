@@ -35,8 +35,10 @@ class Scripted:
     def __init__(self, voiced: bool) -> None:
         self.voiced = voiced
         self.resets = 0
+        self.judged = 0  # chunks judged
 
     def probability(self, chunk: bytes) -> float:
+        self.judged += 1
         samples = np.frombuffer(chunk, "<i2").astype(np.float64)
         return 0.9 if self.voiced and np.sqrt(np.mean(samples**2)) > 300 else 0.02
 
@@ -97,9 +99,21 @@ def test_reset_forgets_the_sound_and_the_model_state() -> None:
     model = Scripted(voiced=True)
     activity = VoiceActivity(model)
     feed(activity, loud(0.1))
+    resets = model.resets
     activity.reset()
-    assert (activity.sound, activity.talking, model.resets) == (False, False, 1)
+    assert (activity.sound, activity.talking, model.resets) == (False, False, resets + 1)
     assert feed(activity, loud(0.02))[0][1] is Event.SOUND_ONSET
+
+
+def test_the_model_judges_sounds_only_each_from_its_own_start() -> None:
+    model = Scripted(voiced=False)
+    activity = VoiceActivity(model)
+    feed(activity, silence(1.0, INPUT_RATE))
+    assert (model.judged, model.resets) == (0, 0)  # quiet: the model is not run
+    feed(activity, loud(0.1) + silence(0.3, INPUT_RATE))  # a sound, over once quiet
+    assert (model.judged, model.resets) == (5 + 15, 1)  # its chunks, and the quiet ending it
+    feed(activity, silence(0.2, INPUT_RATE) + loud(0.04))
+    assert (model.judged, model.resets) == (5 + 15 + 2, 2)
 
 
 class Converging:
@@ -123,6 +137,10 @@ class Converging:
             raise EchoCancellerError("pywebrtc-audio: processing failed")
         self.cleaned.append(captured_at)
         return bytes(len(mic))
+
+    def reset(self) -> None:
+        self.converged = False
+        self.references.clear()
 
 
 @pytest.mark.parametrize(
@@ -195,6 +213,19 @@ def test_the_cleaned_audio_is_used_only_while_the_speaker_may_be_heard() -> None
     assert out[30:] == [chunk] * 10
     assert canceller.cleaned == [0.02] + [0.04 + k * 0.02 for k in range(40)]
     assert canceller.references == [(b"\x01\x00", 0.05)]
+
+
+def test_a_device_that_comes_back_is_learnt_afresh_before_the_microphone_is_sent() -> None:
+    canceller = Converging()
+    canceller.converged = True
+    ear = Ear(Duplex.AUTO, canceller)
+    ear.played(b"\x01\x00", 1.0)
+    ear.new_device()
+    assert not ear.hears_over_reply
+    assert ear.withheld_because == CONVERGING
+    assert canceller.references == []
+    chunk = b"\x05\x00" * 320
+    assert ear.clean(chunk, 1.02) == chunk  # what played before is nobody's echo now
 
 
 def test_dropped_audio_is_told_with_its_moment() -> None:

@@ -133,6 +133,10 @@ class Canceller(Protocol):
         ``captured_at``, without the echo, as long as it came; raise EchoCancellerError if
         the canceller failed."""
 
+    def reset(self) -> None:
+        """Forget the echo path learnt and the reference held: a device is new (its
+        buffering, and so the echo's delay, is another), and ``converged`` is false again."""
+
 
 class VoiceModel(Protocol):
     """An on-device voice activity model."""

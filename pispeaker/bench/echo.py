@@ -49,6 +49,7 @@ from pispeaker.bench.speech import (
     wake_phrase,
 )
 from pispeaker.config import Config
+from pispeaker.conversation.hearing import VoiceActivity
 from pispeaker.states import PLAYING, State
 
 #: The rooms of the replies with nobody talking: (coupling dB, bulk delay s); the clock drifts
@@ -109,6 +110,13 @@ class EchoRig:
     def entries(self, state: State) -> int:
         return self.run.controller.entries(state)
 
+    def install_in(self, settings: RoomSettings) -> None:
+        """Put the speaker in another room as a new installation: the canceller learns the
+        echo path from the start, as after a device comes back (one speaker's echo delay
+        does not jump by a hundred milliseconds while it stays plugged in)."""
+        self.echo.room = Room(settings)
+        self.run.controller.ear.new_device()
+
     def last_entered(self, state: State) -> float:
         """When ``state`` was last entered."""
         states = self.run.marks.states
@@ -162,11 +170,11 @@ async def measure_echo(
         rig = EchoRig(run, mic, speaker, echo)
         quiet_start = mic.offset
         for settings in _rooms():
-            rig.echo.room = Room(settings)
+            rig.install_in(settings)
             per_room = max(1, round(replies / len(ROOMS)))
             results.rooms.append(QuietRoom(settings, *await _quiet_replies(rig, per_room)))
         results.quiet = (quiet_start, mic.offset)
-        rig.echo.room = Room(TALK_ROOM)
+        rig.install_in(TALK_ROOM)
         for _ in range(replies):
             results.barge_ins.append(await _barge_in(rig))
         for index in range(replies):
@@ -510,10 +518,11 @@ REFERENCE_LEAD_S = 0.1
 
 
 def _canceller_figures(mic: Microphone, played: Played, span: tuple[int, int]) -> list[Figure]:
-    """The canceller and the voice detector run again over what the microphone wrote in
-    ``span`` (16 kHz bytes: the replies with nobody talking), with what the speaker played
-    as the reference: their CPU time per audio second, and the canceller's ERLE."""
-    canceller, detector = EchoCanceller(), VoiceDetector()
+    """The canceller and the voice activity detector (with its model) run again over what
+    the microphone wrote in ``span`` (16 kHz bytes: the replies with nobody talking), with
+    what the speaker played as the reference: their CPU time per audio second, and the
+    canceller's ERLE."""
+    canceller, activity = EchoCanceller(), VoiceActivity(VoiceDetector())
     period = mic.period_frames * SAMPLE_WIDTH
     first, last = span[0] // period, span[1] // period
     references = played.references(
@@ -524,7 +533,7 @@ def _canceller_figures(mic: Microphone, played: Played, span: tuple[int, int]) -
     for k, reference in zip(range(first, last), references, strict=True):
         canceller.reference(reference, mic.moments[k - 1] + REFERENCE_LEAD_S)
         heard = bytes(mic.written[k * period : (k + 1) * period])
-        detector.probability(canceller.clean(heard, mic.moments[k]))
+        activity.feed(canceller.clean(heard, mic.moments[k]))
         if canceller.erle_db is not None:
             erle.append(canceller.erle_db)
     cpu = time.thread_time() - started

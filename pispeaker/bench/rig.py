@@ -226,30 +226,39 @@ class Echo:
 
 #: The speaker process: opens the FIFO read-write (so the open does not wait for ALSA, and the
 #: pipe shrinks to one page before data arrives: the writer then feels the pace, as on a
-#: card), drains it at BYTES_PER_S, and logs (time, bytes) of every read into LOG, after
+#: card), drains it at BYTES_PER_S, and logs (moment, bytes) of every read into LOG, after
 #: appending the bytes to CONTENT (so a logged read's bytes are always there already).
+#: A read's moment is on the speaker's own steady clock, as a card's DAC plays: a read that
+#: comes late because this process slept late plays where the one before it ended (a
+#: scheduling hiccup of the bench is not an echo path that jumps by milliseconds); only after
+#: STARVED_S with nothing to play does the sound start again at the moment the data came.
 _SPEAKER = """
 import fcntl, os, struct, sys, time
 path, bytes_per_s, log, content = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+STARVED_S = 0.01
 fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)
 step = max(4, bytes_per_s // 1000 // 4 * 4)  # about 1 ms of audio per read
 sound = open(content, "wb", buffering=0) if content else None
 with open(log, "wb", buffering=0) as out:
     print("open", flush=True)
-    due = time.monotonic()
+    clock = 0.0  # when the next byte plays
     while True:
         try:
             data = os.read(fd, step)
         except BlockingIOError:
             data = b""
         now = time.monotonic()
-        if data:
-            if sound:
-                sound.write(data)
-            out.write(struct.pack("<dI", now, len(data)))
-        due = max(due, now - 0.002) + len(data) / bytes_per_s if data else now + 0.0005
-        time.sleep(max(0.0, due - time.monotonic()))
+        if not data:
+            time.sleep(0.0005)
+            continue
+        if now - clock > STARVED_S:
+            clock = now
+        if sound:
+            sound.write(data)
+        out.write(struct.pack("<dI", clock, len(data)))
+        clock += len(data) / bytes_per_s
+        time.sleep(max(0.0, clock - time.monotonic()))
 """
 _LOG_RECORD = struct.Struct("<dI")
 

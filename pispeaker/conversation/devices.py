@@ -24,7 +24,8 @@ MICROPHONE, SPEAKER = "microphone", "speaker"
 
 class DeviceSupervisor:
     """Runs the capture pump (``pump``, which reads the microphone until it fails) and the
-    speaker watch; ``heard_gap`` is told when the microphone comes back after a gap."""
+    speaker watch; ``heard_gap`` is told when the microphone comes back after a gap, and
+    ``came_back`` when either port does (the echo path between them is a new one)."""
 
     def __init__(
         self,
@@ -33,11 +34,12 @@ class DeviceSupervisor:
         sink: AudioSink,
         pump: Callable[[], Awaitable[None]],
         heard_gap: Callable[[], None],
+        came_back: Callable[[], None],
         sleep: Sleep,
     ) -> None:
         self._conversation = conversation
         self._source, self._sink = source, sink
-        self._pump, self._heard_gap = pump, heard_gap
+        self._pump, self._heard_gap, self._came_back = pump, heard_gap, came_back
         self._sleep = sleep
         self._missing: dict[str, str] = {}  # ports that failed to open, and why
         self._lost: set[str] = set()
@@ -118,5 +120,6 @@ class DeviceSupervisor:
         log.info("the %s is back", port)
         self._back_at[port] = asyncio.get_running_loop().time()
         self._lost.discard(port)
+        self._came_back()
         if not self._lost:
             self._conversation.dispatch(Event.DEVICE_BACK)

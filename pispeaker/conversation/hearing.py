@@ -75,7 +75,9 @@ class VoiceActivity:
         """The events ``chunk`` brings, in order (usually none)."""
         seconds = duration_s(chunk, INPUT_RATE)
         loud = rms_dbfs(chunk) > self.threshold_dbfs
-        probability = self.voice.probability(chunk) if self.voice else float(loud)
+        if self.voice is not None and loud and not self.sound:
+            self.voice.reset()  # each sound is judged from its own start
+        probability = self._probability(chunk, loud)
         if self.talking:
             return self._while_talking(probability >= RELEASE_P, seconds)
         # Without a model a sound is speech at once: there is nothing to wait for.
@@ -88,6 +90,14 @@ class VoiceActivity:
         self._voiced_s += seconds if probability >= VOICED_P else 0.0
         self._quiet_s = 0.0 if loud else self._quiet_s + seconds
         return events + self._judge()
+
+    def _probability(self, chunk: bytes, loud: bool) -> float:
+        """How likely ``chunk`` is speech. The model runs only on a sound (most of what a
+        microphone hears is quiet, and the model is most of the ear's CPU time); without a
+        model, loud is speech."""
+        if self.voice is None or not (loud or self.sound):
+            return float(loud)
+        return self.voice.probability(chunk)
 
     @property
     def sound_s(self) -> float:
@@ -174,6 +184,14 @@ class Ear:
         if why is not None and why not in self._told:
             self._told.add(why)
             log.info("%s", why)
+
+    def new_device(self) -> None:
+        """A microphone or speaker came back (plugged in again, perhaps another one): its
+        echo path is new, so the canceller learns it afresh, and until it has the microphone
+        is withheld while the reply plays."""
+        if self.canceller is not None:
+            self.canceller.reset()
+            self._echo_s = 0.0
 
     def played(self, pcm: bytes, heard_at: float) -> None:
         """``pcm`` (24 kHz) went to the speaker; its first sample is heard at ``heard_at``."""
