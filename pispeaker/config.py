@@ -362,9 +362,9 @@ class ConversationConfig(_Section):
         le=3600.0,
         description="Longest conversation in seconds, 30-3600; it ends then whatever happens.",
     )
-    # "off" until the echo bench shows "auto" never interrupting itself (see the README).
+    # "auto": on the echo bench it never interrupts itself (see the README).
     duplex: Literal["auto", "aec", "hardware", "off"] = Field(
-        "off",
+        "auto",
         description="Talking over the speaker: auto (cancel its echo, and once the canceller "
         "has converged hear you over it on the device: your voice turns it down and stops it, "
         "and what you said goes to the model from your first word; until then the microphone "

@@ -60,6 +60,10 @@ TALK_ROOM = RoomSettings(coupling_db=-6.0, delay_s=0.03)
 #: Every reply's length (the emulator's answer to every turn): a few seconds, and short
 #: enough that the full bench's 300 replies take under 20 minutes.
 REPLY_S = 2.5
+#: At most this many replies with nobody talking let a new installation's canceller learn the
+#: talk room before the barge-ins (a speaker that does not hear over its replies yet cannot
+#: be talked over: that is its first replies, not its barge-in).
+SETTLE_REPLIES = 6
 #: How long the user's words over a reply last.
 BARGE_IN_S = 1.2
 #: The user's level at the microphone (aec.md's near-end: the echo of a -20 dBFS reply at
@@ -175,6 +179,7 @@ async def measure_echo(
             results.rooms.append(QuietRoom(settings, *await _quiet_replies(rig, per_room)))
         results.quiet = (quiet_start, mic.offset)
         rig.install_in(TALK_ROOM)
+        await _settle(rig)
         for _ in range(replies):
             results.barge_ins.append(await _barge_in(rig))
         for index in range(replies):
@@ -199,6 +204,15 @@ async def _quiet_replies(rig: EchoRig, count: int) -> tuple[int, int, int]:
         await _reply_over(rig)
     replies, stops, ducks = (rig.entries(s) - was for s, was in zip(counted, before, strict=True))
     return replies, stops, ducks
+
+
+async def _settle(rig: EchoRig) -> None:
+    """Replies with nobody talking until the canceller hears over them (SETTLE_REPLIES at
+    most; then the barge-ins find out what is missing)."""
+    for _ in range(SETTLE_REPLIES):
+        if rig.run.controller.ear.hears_over_reply:
+            return
+        await _quiet_replies(rig, 1)
 
 
 async def _barge_in(rig: EchoRig) -> BargeIn:
