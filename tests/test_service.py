@@ -47,7 +47,8 @@ async def test_a_conversation_is_told_to_systemd_and_sigterm_stops_it_cleanly(
         "Connecting to the Live API, conversation 1",
         "In conversation, turn 1 (listening)",
         "In conversation, turn 1 (thinking)",
-        "In conversation, turn 1 (speaking)",
+        # duplex = "auto": a new installation's canceller has not yet learnt the room.
+        f"In conversation, turn 1 (speaking); {CONVERGING}",
         "In conversation, turn 2 (listening)",
         LISTENING_FOR_JARVIS,
     ]
