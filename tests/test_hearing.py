@@ -5,7 +5,7 @@ import pytest
 
 from pispeaker.audio.pcm import INPUT_RATE, silence
 from pispeaker.conversation.core import Duplex
-from pispeaker.conversation.hearing import CONVERGING, Ear, VoiceActivity
+from pispeaker.conversation.hearing import CONVERGING, QUIET_S, Ear, VoiceActivity
 from pispeaker.errors import EchoCancellerError
 from pispeaker.states import Event
 
@@ -49,7 +49,7 @@ class Scripted:
 def test_without_a_voice_model_every_sound_is_speech_at_once() -> None:
     activity = VoiceActivity(None)
     events = feed(activity, silence(0.1, INPUT_RATE) + loud(0.5) + silence(0.5, INPUT_RATE))
-    assert events == [(0.12, Event.USER_SPEECH), (0.9, Event.USER_SILENCE)]
+    assert events == [(0.12, Event.USER_SPEECH), (round(0.6 + QUIET_S, 3), Event.USER_SILENCE)]
 
 
 def test_silence_alone_is_no_sound_and_a_short_pause_does_not_end_speech() -> None:
@@ -110,10 +110,18 @@ def test_the_model_judges_sounds_only_each_from_its_own_start() -> None:
     activity = VoiceActivity(model)
     feed(activity, silence(1.0, INPUT_RATE))
     assert (model.judged, model.resets) == (0, 0)  # quiet: the model is not run
-    feed(activity, loud(0.1) + silence(0.3, INPUT_RATE))  # a sound, over once quiet
-    assert (model.judged, model.resets) == (5 + 15, 1)  # its chunks, and the quiet ending it
+    feed(activity, loud(0.1) + silence(QUIET_S, INPUT_RATE))  # a sound, over once quiet
+    judged = 5 + round(QUIET_S / CHUNK_S)  # its chunks, and the quiet ending it
+    assert (model.judged, model.resets) == (judged, 1)
     feed(activity, silence(0.2, INPUT_RATE) + loud(0.04))
-    assert (model.judged, model.resets) == (5 + 15 + 2, 2)
+    assert (model.judged, model.resets) == (judged + 2, 2)
+
+
+def test_the_words_of_one_utterance_are_one_sound_across_their_pause() -> None:
+    # "no, stop": neither word alone is voiced long enough to be sure; together they are.
+    activity = VoiceActivity(Scripted(voiced=True), confirm_s=0.3)
+    events = feed(activity, loud(0.2) + silence(0.3, INPUT_RATE) + loud(0.2))
+    assert events == [(0.02, Event.SOUND_ONSET), (0.6, Event.USER_SPEECH)]
 
 
 class Converging:

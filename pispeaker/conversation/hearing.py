@@ -28,13 +28,17 @@ SOUND_DBFS = -45.0
 #: Without a voice model the level alone says speech: as loud as a voice near the microphone.
 SPEECH_DBFS = -40.0
 #: Speech probability at which a chunk counts as voiced, and below which speech has ended.
-VOICED_P, RELEASE_P = 0.5, 0.15
+#: Voiced is lower than Silero's own 0.5 for clean audio: over a reply the canceller takes
+#: some of the user's voice with the echo (its suppressor errs towards echo), and on the
+#: echo bench no cough, knock or echo residual reached 0.3 for CONFIRM_S.
+VOICED_P, RELEASE_P = 0.3, 0.15
 #: Seconds of voiced audio in a sound that make it speech (a cough rarely reaches it).
 CONFIRM_S = 0.3
 #: Seconds of a sound without enough voice before it is taken for noise, not the user.
 GIVE_UP_S = 1.2
-#: Seconds of quiet that end a sound or speech.
-QUIET_S = 0.3
+#: Seconds of quiet that end a sound or speech: longer than the pause between the words of
+#: one utterance ("no, stop"), which is then judged as one sound.
+QUIET_S = 0.4
 #: Seconds the microphone may hear the speaker after audio went to it: the longest lead of
 #: the reference over its echo (the device's buffer and the room) and a reverberation tail.
 ECHO_TAIL_S = 0.6
