@@ -101,6 +101,22 @@ async def test_sink_plays_everything_in_order_and_taps_it(under_test: SinkUnderT
     assert bytes(tapped) == played
 
 
+async def test_drain_waits_for_what_was_written_before_it_not_after(
+    under_test: SinkUnderTest,
+) -> None:
+    sink = under_test.sink
+    tapped = bytearray()
+    sink.tap = lambda pcm, _heard_at: tapped.extend(pcm)
+    _write_pieces(sink, REPLY[:PIECE])
+    drained = asyncio.ensure_future(sink.drain())
+    await asyncio.sleep(0)  # the drain begins (it runs up to its first wait)
+    _write_pieces(sink, REPLY[PIECE:])  # 0.9 s more, written after the drain began
+    await asyncio.wait_for(drained, 5)
+    assert len(tapped) < len(REPLY)  # the rest is still to play
+    await asyncio.wait_for(sink.drain(), 5)
+    assert bytes(tapped) == REPLY
+
+
 async def test_flush_drops_queued_audio_at_once(under_test: SinkUnderTest) -> None:
     first_played = asyncio.Event()
     under_test.sink.tap = lambda _pcm, _heard_at: first_played.set()

@@ -75,8 +75,8 @@ class MemorySink:
         self._realtime = realtime
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._player: asyncio.Task[None] | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._written = self._done = 0  # pieces written, and played or flushed
+        self._progress = asyncio.Event()  # set whenever a piece is done
         self._lost = asyncio.Event()
         self._lost_message = ""
 
@@ -90,7 +90,7 @@ class MemorySink:
             raise DeviceLostError("memory speaker is not started")
         if self._lost.is_set():
             return
-        self._idle.clear()
+        self._written += 1
         self._queue.put_nowait(pcm)
 
     def flush(self) -> None:
@@ -102,10 +102,18 @@ class MemorySink:
         if self._player is not None:  # cut the piece playing now short
             self._player.cancel()
             self._player = asyncio.create_task(self._play_forever(), name="memory-sink")
-        self._idle.set()
+        self._finished(self._written)
 
     async def drain(self) -> None:
-        await self._idle.wait()
+        """Return once every piece written before the call has played (or was flushed)."""
+        written = self._written
+        while self._done < written:
+            self._progress.clear()
+            await self._progress.wait()
+
+    def _finished(self, done: int) -> None:
+        self._done = done
+        self._progress.set()
 
     def heard_between(self, start: float, end: float) -> bytes:
         """24 kHz audio of what played from ``start`` to ``end`` (zeros where nothing did)."""
@@ -139,12 +147,10 @@ class MemorySink:
             await asyncio.wait([player])
             if not player.cancelled():
                 player.result()  # it failed before the cancel: raise what it failed with
-        self._idle.set()
+        self._finished(self._written)  # nothing queued will play
 
     async def _play_forever(self) -> None:
         while True:
-            if self._queue.empty():
-                self._idle.set()
             pcm = await self._queue.get()
             pcm = scale(pcm, self.gain) if self.gain != 1.0 else pcm
             started = time.monotonic()
@@ -154,3 +160,4 @@ class MemorySink:
             if self._realtime:
                 await asyncio.sleep(duration_s(pcm, OUTPUT_RATE))
             self.played.extend(pcm)
+            self._finished(self._done + 1)

@@ -62,6 +62,7 @@ class AudioRouter:
         self.reference = PrerollRing(REFERENCE_S, OUTPUT_RATE)
         sink.tap = self._played
         self.chunks_heard = 0  # microphone chunks read: capture is alive while this grows
+        self._replies_written = 0  # pieces of reply audio given to the speaker
 
     # -- capture ---------------------------------------------------------------------------
 
@@ -142,6 +143,7 @@ class AudioRouter:
         """Play the reply audio that came with MODEL_AUDIO."""
         assert isinstance(change.cause, bytes)  # PLAY_AUDIO comes with the audio
         self._sink.write(self._volume.apply(change.cause))
+        self._replies_written += 1
 
     def flush(self, _change: Change) -> None:
         """Stop playing at once: queued and device audio are dropped, and the wait for the
@@ -151,7 +153,9 @@ class AudioRouter:
         self.ear.dropped(time.monotonic())
 
     def await_playback(self, _change: Change) -> None:
-        """REPLY_DONE once the last queued sample has played."""
+        """REPLY_DONE once the last sample of reply audio has played: that of this turn, and
+        of any turn whose audio comes while it plays (the service may end a turn before its
+        audio has played, and the next may follow at once)."""
         self._tasks.start("reply-done", self._reply_done())
 
     def _played(self, pcm: bytes, heard_at: float) -> None:
@@ -163,7 +167,10 @@ class AudioRouter:
             self.ear.played(pcm, heard_at)
 
     async def _reply_done(self) -> None:
-        await self._sink.drain()
+        written = -1
+        while written != self._replies_written:  # more came while the speaker drained
+            written = self._replies_written
+            await self._sink.drain()
         self._conversation.dispatch(Event.REPLY_DONE)
 
     def earcon(self, frequency_hz: float) -> None:
