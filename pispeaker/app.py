@@ -38,6 +38,7 @@ def policy_from(config: Config) -> Policy:
     conversation = config.conversation
     return Policy(
         follow_up_s=conversation.follow_up_s,
+        max_unanswered_s=conversation.max_unanswered_s,
         max_session_s=conversation.max_session_s,
         max_reconnects=conversation.max_reconnects,
         duplex=Duplex(conversation.duplex),
@@ -124,7 +125,7 @@ def build_controller(
         volume=volume,
         make_wake=make_wake,
         canceller=build_canceller(policy.duplex),
-        voice_model=build_voice_model(policy.duplex),
+        voice_model=build_voice_model(),
     )
 
 
@@ -147,17 +148,16 @@ def build_canceller(duplex: Duplex) -> Canceller | None:
         return None
 
 
-def build_voice_model(duplex: Duplex) -> VoiceModel | None:
-    """The on-device voice detector, where the microphone may be heard over a reply (else
-    None: the level gate alone serves the follow-up window, as it always did)."""
-    if duplex is Duplex.OFF:
-        return None
+def build_voice_model() -> VoiceModel | None:
+    """The on-device voice detector: it tells the user's speech from other sounds over a
+    reply and in the follow-up window (None if it cannot load: then the level gate hears
+    the user over a reply, and the follow-up window goes by the service's signals)."""
     try:
         from pispeaker.audio.voice import VoiceDetector  # onnxruntime: only when it is used
 
         return VoiceDetector()
     except (ImportError, VoiceDetectorError) as error:
-        log.warning("no on-device voice detector (%s); the level gate hears the user", error)
+        log.warning("no on-device voice detector (%s); a sound is taken for the user", error)
         return None
 
 

@@ -93,7 +93,10 @@ class LiveConfig(_Section):
     )
     system_instruction: str = Field(
         "You are a friendly voice assistant on a smart speaker. "
-        "Answer briefly and conversationally.",
+        "Answer briefly and conversationally. "
+        "You may hear people who are not talking to you: stay silent when speech is not "
+        "addressed to you, and if people are talking among themselves, call "
+        "end_conversation without saying anything.",
         description="Instruction sent at the start of every session (plain text).",
     )
     start_of_speech_sensitivity: Literal["high", "low"] = Field(
@@ -347,6 +350,10 @@ class AssistantConfig(_Section):
         return value
 
 
+#: How much longer than the follow-up window the bound on unanswered talk must be (s).
+UNANSWERED_MARGIN_S = 2.0
+
+
 class ConversationConfig(_Section):
     """How a conversation starts, flows and ends."""
 
@@ -355,6 +362,14 @@ class ConversationConfig(_Section):
         ge=1.0,
         le=60.0,
         description="Seconds to wait for you to speak again after a reply before ending, 1-60.",
+    )
+    max_unanswered_s: float = Field(
+        30.0,
+        ge=5.0,
+        le=600.0,
+        description="Seconds after a reply that talk the model does not answer (people "
+        "talking among themselves, a radio) may keep the conversation open, 5-600; at least "
+        "follow_up_s + 2.",
     )
     max_session_s: float = Field(
         600.0,
@@ -385,6 +400,20 @@ class ConversationConfig(_Section):
         le=100,
         description="Reconnect attempts after a network failure before showing an error, 0-100.",
     )
+
+    @field_validator("max_unanswered_s")
+    @classmethod
+    def _longer_than_the_follow_up(cls, value: float, info: ValidationInfo) -> float:
+        """Speech is judged (and may be answered) within the follow-up window: a shorter
+        bound would end a conversation the user is still having."""
+        follow_up = info.data.get("follow_up_s")
+        if follow_up is not None and value < follow_up + UNANSWERED_MARGIN_S:
+            raise ValueError(
+                f"must be at least follow_up_s + {UNANSWERED_MARGIN_S:g} "
+                f"({follow_up + UNANSWERED_MARGIN_S:g}): the voice detector and the model "
+                "need that long to hear and answer a follow-up"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod

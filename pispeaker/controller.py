@@ -68,6 +68,7 @@ class Controller:
         self.volume = volume or Volume(initial=100)
         self.on_state = on_state
         self._tasks = TaskOwner(self._crash)
+        self._sleep = sleep
         self.conversation = Conversation(policy or Policy(), self._tasks, sleep)
         box = ToolBox(builtin_tools(self._end_conversation, self.volume.set))
         self.session = LiveSession(
@@ -213,6 +214,16 @@ class Controller:
             if self._run_task is not None:
                 self._run_task.cancel()
 
+    async def _unanswered(self) -> None:
+        """The clock since the last answer: overdue after the follow-up window's length
+        (a declined turn then ends the conversation), and the end at max_unanswered_s
+        whoever talks (speech the model never answers keeps nothing open for long)."""
+        policy = self.policy
+        await self._sleep(policy.follow_up_s)
+        self.dispatch(Event.ANSWER_OVERDUE)
+        await self._sleep(policy.max_unanswered_s - policy.follow_up_s)
+        self.dispatch(Event.UNANSWERED_LIMIT)
+
     def _tell_state(self, change: Change) -> None:
         if change.moved:
             self.on_state(change.after)
@@ -236,6 +247,10 @@ class Controller:
                 "follow-up", policy.follow_up_s, Event.FOLLOW_UP_EXPIRED
             ),
             Effect.HOLD_FOLLOW_UP: lambda _: conversation.stop_timer("follow-up"),
+            Effect.START_UNANSWERED: lambda _: conversation.in_conversation(
+                "unanswered", self._unanswered()
+            ),
+            Effect.STOP_UNANSWERED: lambda _: conversation.stop_timer("unanswered"),
             Effect.START_FLASH: lambda _: conversation.after(
                 "flash", policy.flash_s, Event.FLASH_DONE
             ),

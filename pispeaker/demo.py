@@ -1,7 +1,7 @@
 """``pispeaker demo``: the whole conversation engine offline, on the embedded emulator.
 
 It needs no sound card, no Raspberry Pi, no API key and no network. A simulated button press
-opens a conversation; the microphone says a WAV file (or a generated voice-like signal) in
+opens a conversation; the microphone says a WAV file (or a recorded spoken request) in
 real time; the emulator's model parrots it; the reply plays on an in-memory speaker and is
 written to a WAV file; the follow-up window passes and the speaker goes idle again. The state
 timeline is printed with the LED look of each state.
@@ -12,17 +12,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from pispeaker.app import build_controller, started
 from pispeaker.audio.memory import MemorySink, MemorySource
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, duration_s, silence
 from pispeaker.audio.wavfile import read_wav, write_wav
+from pispeaker.bench.speech import request_utterance
 from pispeaker.config import Config, parse_config
 from pispeaker.emulator import EmulatorOptions, LiveEmulator
 from pispeaker.panel.looks import LOOKS
 from pispeaker.states import Event, State, Status
 
+#: Seconds of the spoken request the demo's user says.
+UTTERANCE_S = 2.5
 #: Longest the demo may take beyond the audio itself.
 SLACK_S = 30.0
 
@@ -36,12 +37,10 @@ class DemoOptions:
     fast: bool = False
 
 
-def spoken_like_utterance(seconds: float = 1.6) -> bytes:
-    """A speech-like test signal: voiced syllables (harmonics of 140 Hz) with an envelope."""
-    t = np.arange(round(seconds * INPUT_RATE)) / INPUT_RATE
-    voice = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 8))
-    syllables = np.clip(np.sin(2 * np.pi * 2.5 * t), 0.15, None)
-    return bytes(np.round(0.25 * 32767 * voice / 2.6 * syllables).astype("<i2").tobytes())
+def demo_utterance() -> bytes:
+    """What the demo's user says unless given a WAV file: the start of a spoken request
+    (espeak-ng, shipped with the bench), real speech to the on-device voice detector."""
+    return request_utterance(UTTERANCE_S)
 
 
 def with_model(config: Config, model: str) -> Config:
@@ -55,8 +54,7 @@ def _demo_config(config: Config, emulator: LiveEmulator, fast: bool) -> Config:
         update={"base_url": emulator.base_url, "ca_file": emulator.ca_file}
     )
     conversation = config.conversation.model_copy(
-        # Its room has no echo, and its voice-like signal is no speech to a voice model:
-        # the level gate hears it, as it hears a WAV file's voice.
+        # Its room has no echo: the microphone need not be held while the reply plays.
         update={"earcons": False, "duplex": "off"} | ({"follow_up_s": 1.0} if fast else {})
     )
     return config.model_copy(update={"live": live, "conversation": conversation})
@@ -72,7 +70,7 @@ async def run_demo(config: Config, options: DemoOptions) -> int:
     def show(status: Status) -> None:
         report("state", f"{status.state.name:<12} LED: {LOOKS[status.state]}")
 
-    said = read_wav(options.input_wav, INPUT_RATE) if options.input_wav else spoken_like_utterance()
+    said = read_wav(options.input_wav, INPUT_RATE) if options.input_wav else demo_utterance()
     async with LiveEmulator(EmulatorOptions()) as emulator:
         report("emulator", f"Live API emulator at {emulator.base_url}, {config.live.model}")
         config = _demo_config(config, emulator, options.fast)

@@ -51,6 +51,9 @@ class Event(enum.Enum):
     REASONING_DONE = "reasoning done"  # its last turn of the request is coming or came
     FLASH_DONE = "flash done"  # the INTERRUPTED flash has been shown
     FOLLOW_UP_EXPIRED = "follow-up expired"  # nobody spoke within the follow-up window
+    ANSWER_OVERDUE = "answer overdue"  # follow_up_s since the last answer: a declined turn ends
+    UNANSWERED_LIMIT = "unanswered limit"  # max_unanswered_s since the last answer: end
+    MODEL_TOOL_CALL = "model tool call"  # the model acts on the turn (an answer, if silent)
     SESSION_LIMIT = "session limit"  # the conversation reached its maximum length
     END_CONVERSATION = "end conversation"  # the model called end_conversation
     CONNECTION_LOST = "connection lost"  # a transient failure: reconnect with the handle
@@ -74,6 +77,8 @@ class Effect(enum.Enum):
     SEND_HELD = "send held"  # send what the user said over the reply, from its first sound
     START_FOLLOW_UP = "start follow-up"  # (re)start the follow-up window timer
     HOLD_FOLLOW_UP = "hold follow-up"  # stop it: the window counts only silence
+    START_UNANSWERED = "start unanswered"  # (re)start the clock since the last answer
+    STOP_UNANSWERED = "stop unanswered"  # an answer is on its way: stop that clock
     START_FLASH = "start flash"  # start the INTERRUPTED flash timer
     SCHEDULE_RETRY = "schedule retry"  # start the error backoff timer
     EARCON_START = "earcon start"
@@ -104,7 +109,11 @@ class Status:
       its turnComplete or a new session (a turn cut off with its connection never ends);
     - ``reconnects``: reconnects since the last session was ready;
     - ``reasoning``: the model reasons in the background: a reply that ends is not its
-      answer yet, so the speaker keeps THINKING and the follow-up window waits.
+      answer yet, so the speaker keeps THINKING and the follow-up window waits;
+    - ``answering``: the model's turn in progress brought audio or a tool call (a turn that
+      ends without either is declined: what it heard was not for the speaker);
+    - ``overdue``: follow_up_s have passed since the last answer ended: a declined turn now
+      ends the conversation (people talking among themselves, not to the speaker).
     """
 
     state: State = State.IDLE
@@ -112,6 +121,8 @@ class Status:
     dropping: bool = False
     reconnects: int = 0
     reasoning: bool = False
+    answering: bool = False
+    overdue: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,11 @@ _END = (Effect.FLUSH_PLAYBACK, Effect.CLOSE_SESSION, Effect.EARCON_END)
 _FAIL = (Effect.FLUSH_PLAYBACK, Effect.CLOSE_SESSION, Effect.EARCON_ERROR, Effect.SCHEDULE_RETRY)
 _LEAVE = (Effect.FLUSH_PLAYBACK, Effect.CLOSE_SESSION)  # quietly: mute, lost device
 _BARGE_IN = (Effect.FLUSH_PLAYBACK, Effect.START_FLASH)
+#: The user's turn again after an answer (or the wake word): the follow-up window, and the
+#: clock of how long speech may go unanswered.
+_AFTER_ANSWER = (Effect.START_FOLLOW_UP, Effect.START_UNANSWERED)
+#: Where a turn can end with nothing said: the user's turn, or waiting for the model.
+_DECLINABLE = frozenset({State.LISTENING, State.THINKING})
 
 
 def uplink(state: State, hears_over_reply: bool = False) -> Uplink:
@@ -191,21 +207,35 @@ def _unless_dropping(rule: Rule) -> Rule:
 def _play(status: Status, _options: Options) -> Transition:
     """Play reply audio; a ducked reply stays ducked."""
     state = status.state if status.state in PLAYING else State.SPEAKING
-    return replace(status, state=state), (Effect.PLAY_AUDIO,)
+    answered, effects = _answering(status)
+    return replace(answered, state=state), (Effect.PLAY_AUDIO, *effects)
+
+
+def _answering(status: Status, _options: Options | None = None) -> Transition:
+    """The model answers the turn (audio or a tool call): the clock since the last answer
+    stops, once per turn."""
+    effects = () if status.answering else (Effect.STOP_UNANSWERED,)
+    return replace(status, answering=True, overdue=False), effects
 
 
 def _turn_complete(status: Status, _options: Options) -> Transition:
-    if status.dropping:
-        return replace(status, dropping=False), ()  # the interrupted turn is over
-    return status, (Effect.AWAIT_PLAYBACK,)
+    if status.dropping:  # the interrupted turn is over
+        return replace(status, dropping=False, answering=False), ()
+    if status.answering or status.state not in _DECLINABLE:
+        return replace(status, answering=False), (Effect.AWAIT_PLAYBACK,)
+    # Declined: the model heard speech that was not for it. That keeps the conversation
+    # open no longer than follow_up_s after the last answer.
+    if status.closing or status.overdue:
+        return Status(State.IDLE), _END
+    return replace(status, state=State.LISTENING), (Effect.START_FOLLOW_UP,)
 
 
 def _session_ready(status: Status, _options: Options) -> Transition:
     """A new or resumed session: reconnecting worked, and no turn (or reasoning) of the old
     one goes on."""
-    fresh = replace(status, dropping=False, reconnects=0, reasoning=False)
+    fresh = replace(status, dropping=False, reconnects=0, reasoning=False, answering=False)
     if status.state is State.CONNECTING:
-        return replace(fresh, state=State.LISTENING), (Effect.START_FOLLOW_UP,)
+        return replace(fresh, state=State.LISTENING), _AFTER_ANSWER
     return fresh, ()
 
 
@@ -235,7 +265,11 @@ def _reply_done(status: Status, _options: Options) -> Transition:
         return Status(State.IDLE), _END
     if status.reasoning:  # that was not the answer yet
         return replace(status, state=State.THINKING), ()
-    return replace(status, state=State.LISTENING), (Effect.START_FOLLOW_UP,)
+    return replace(status, state=State.LISTENING), _AFTER_ANSWER
+
+
+def _overdue(status: Status, _options: Options) -> Transition:
+    return replace(status, overdue=True), ()
 
 
 def _reasoning(in_progress: bool) -> Rule:
@@ -271,6 +305,8 @@ _RULES: dict[tuple[State, Event], Rule] = {
     (State.LISTENING, Event.REPLY_DONE): _reply_done,
     (State.LISTENING, Event.END_CONVERSATION): _close_after_reply,
     (State.LISTENING, Event.FOLLOW_UP_EXPIRED): _to(State.IDLE, *_END),
+    (State.LISTENING, Event.UNANSWERED_LIMIT): _to(State.IDLE, *_END),
+    (State.THINKING, Event.UNANSWERED_LIMIT): _to(State.IDLE, *_END),
     (State.THINKING, Event.MODEL_AUDIO): _unless_dropping(_play),
     (State.THINKING, Event.REPLY_DONE): _reply_done,
     (State.THINKING, Event.END_CONVERSATION): _close_after_reply,
@@ -311,6 +347,8 @@ _IN_CONVERSATION: dict[Event, Rule] = {
     Event.REASONING_STARTED: _reasoning(True),
     Event.REASONING_DONE: _reasoning(False),
     Event.TURN_COMPLETE: _turn_complete,
+    Event.MODEL_TOOL_CALL: _answering,
+    Event.ANSWER_OVERDUE: _overdue,
     Event.CONNECTION_LOST: _connection_lost,
     Event.FATAL_ERROR: _to(State.ERROR, *_FAIL),
     Event.DEVICE_LOST: _to(State.ERROR, *_LEAVE),

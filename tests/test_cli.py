@@ -8,10 +8,12 @@ import tomllib
 import wave
 from pathlib import Path
 
+import numpy as np
+
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE
 from pispeaker.audio.resample import resample
 from pispeaker.config import Config
-from pispeaker.demo import spoken_like_utterance
+from pispeaker.demo import demo_utterance
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "AIzaSy-this-must-never-be-printed-0123"
@@ -73,7 +75,13 @@ def test_demo_runs_a_whole_conversation_and_writes_the_parroted_reply(tmp_path: 
     with wave.open(str(reply)) as wav:
         assert (wav.getframerate(), wav.getnchannels()) == (OUTPUT_RATE, 1)
         played = wav.readframes(wav.getnframes())
-    assert played == resample(spoken_like_utterance(), INPUT_RATE, OUTPUT_RATE)
+    expected = np.frombuffer(resample(demo_utterance(), INPUT_RATE, OUTPUT_RATE), "<i2")
+    parroted = np.frombuffer(played, "<i2")
+    # The utterance ends in 40 ms of silence, where the service's voice detection ended
+    # the turn; it resampled the turn with the silence after it: its filter's tail may
+    # round a sample differently where the speech ends.
+    assert len(expected) - len(parroted) <= round(0.05 * OUTPUT_RATE)
+    assert np.max(np.abs(parroted.astype(int) - expected[: len(parroted)])) <= 2
 
 
 def test_demo_reads_a_stereo_48khz_wav(tmp_path: Path) -> None:

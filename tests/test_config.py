@@ -78,11 +78,26 @@ def test_three_mistakes_are_reported_at_once_in_file_order(tmp_path: Path) -> No
         ("[live]\nca_file = 5", "live.ca_file: expected a file path string"),
         ('[audio]\ncapture_device = ""', "audio.capture_device: must not be empty"),
         ("live = 5", "live: expected a table (got 5)"),
+        (
+            "[conversation]\nfollow_up_s = 20\nmax_unanswered_s = 15",
+            "conversation.max_unanswered_s: must be at least follow_up_s + 2 (22)",
+        ),
     ],
 )
 def test_each_mistake_gets_a_human_message(tmp_path: Path, text: str, problem: str) -> None:
     [reported] = problems_of(tmp_path, text)
     assert reported.startswith(problem)
+
+
+def test_the_bound_on_unanswered_talk_is_reported_with_every_other_mistake(
+    tmp_path: Path,
+) -> None:
+    text = "[conversation]\nfollow_up_s = 10\nmax_unanswered_s = 11\nmax_session_s = 5\n"
+    problems = problems_of(tmp_path, text)
+    assert [problem.split(":")[0] for problem in problems] == [
+        "conversation.max_unanswered_s",
+        "conversation.max_session_s",
+    ]
 
 
 def test_int_is_accepted_for_a_float() -> None:

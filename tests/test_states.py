@@ -8,6 +8,7 @@ decisions that depend on more than the State: dropping, the reconnect cap and th
 """
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -29,7 +30,7 @@ IDLE         BUTTON_PRESS        -> CONNECTING   OPEN_SESSION EARCON_START
 IDLE         BUTTON_HOLD         -> MUTED
 IDLE         DEVICE_LOST         -> ERROR
 
-CONNECTING   SESSION_READY       -> LISTENING    START_FOLLOW_UP
+CONNECTING   SESSION_READY       -> LISTENING    START_FOLLOW_UP START_UNANSWERED
 CONNECTING   BUTTON_PRESS        -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 CONNECTING   BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 CONNECTING   SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
@@ -37,6 +38,8 @@ CONNECTING   END_CONVERSATION    -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EA
 CONNECTING   CONNECTION_LOST     -> CONNECTING+reconnects=1 RECONNECT
 CONNECTING   TURN_COMPLETE       -> CONNECTING   AWAIT_PLAYBACK
 CONNECTING   REASONING_STARTED   -> CONNECTING+reasoning
+CONNECTING   MODEL_TOOL_CALL     -> CONNECTING+answering STOP_UNANSWERED
+CONNECTING   ANSWER_OVERDUE      -> CONNECTING+overdue
 CONNECTING   FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
 CONNECTING   DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
@@ -45,11 +48,14 @@ LISTENING    SOUND_GONE          -> LISTENING    START_FOLLOW_UP
 LISTENING    USER_SPEECH         -> LISTENING    HOLD_FOLLOW_UP
 LISTENING    USER_SILENCE        -> LISTENING    START_FOLLOW_UP
 LISTENING    USER_TURN_ENDED     -> THINKING
-LISTENING    MODEL_AUDIO         -> SPEAKING     PLAY_AUDIO
-LISTENING    TURN_COMPLETE       -> LISTENING    AWAIT_PLAYBACK
+LISTENING    MODEL_AUDIO         -> SPEAKING+answering PLAY_AUDIO STOP_UNANSWERED
+LISTENING    TURN_COMPLETE       -> LISTENING    START_FOLLOW_UP
 LISTENING    REASONING_STARTED   -> LISTENING+reasoning
-LISTENING    REPLY_DONE          -> LISTENING    START_FOLLOW_UP
+LISTENING    REPLY_DONE          -> LISTENING    START_FOLLOW_UP START_UNANSWERED
 LISTENING    FOLLOW_UP_EXPIRED   -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
+LISTENING    UNANSWERED_LIMIT    -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
+LISTENING    MODEL_TOOL_CALL     -> LISTENING+answering STOP_UNANSWERED
+LISTENING    ANSWER_OVERDUE      -> LISTENING+overdue
 LISTENING    BUTTON_PRESS        -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 LISTENING    BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 LISTENING    SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
@@ -58,10 +64,13 @@ LISTENING    CONNECTION_LOST     -> CONNECTING+dropping+reconnects=1 FLUSH_PLAYB
 LISTENING    FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
 LISTENING    DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
-THINKING     MODEL_AUDIO         -> SPEAKING     PLAY_AUDIO
-THINKING     TURN_COMPLETE       -> THINKING     AWAIT_PLAYBACK
+THINKING     MODEL_AUDIO         -> SPEAKING+answering PLAY_AUDIO STOP_UNANSWERED
+THINKING     TURN_COMPLETE       -> LISTENING    START_FOLLOW_UP
+THINKING     UNANSWERED_LIMIT    -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
+THINKING     MODEL_TOOL_CALL     -> THINKING+answering STOP_UNANSWERED
+THINKING     ANSWER_OVERDUE      -> THINKING+overdue
 THINKING     REASONING_STARTED   -> THINKING+reasoning
-THINKING     REPLY_DONE          -> LISTENING    START_FOLLOW_UP
+THINKING     REPLY_DONE          -> LISTENING    START_FOLLOW_UP START_UNANSWERED
 THINKING     SERVER_INTERRUPTED  -> LISTENING    START_FOLLOW_UP
 THINKING     BUTTON_PRESS        -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 THINKING     BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
@@ -71,10 +80,12 @@ THINKING     CONNECTION_LOST     -> CONNECTING+dropping+reconnects=1 FLUSH_PLAYB
 THINKING     FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
 THINKING     DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
-SPEAKING     MODEL_AUDIO         -> SPEAKING     PLAY_AUDIO
+SPEAKING     MODEL_AUDIO         -> SPEAKING+answering PLAY_AUDIO STOP_UNANSWERED
+SPEAKING     MODEL_TOOL_CALL     -> SPEAKING+answering STOP_UNANSWERED
+SPEAKING     ANSWER_OVERDUE      -> SPEAKING+overdue
 SPEAKING     TURN_COMPLETE       -> SPEAKING     AWAIT_PLAYBACK
 SPEAKING     REASONING_STARTED   -> SPEAKING+reasoning
-SPEAKING     REPLY_DONE          -> LISTENING    START_FOLLOW_UP
+SPEAKING     REPLY_DONE          -> LISTENING    START_FOLLOW_UP START_UNANSWERED
 SPEAKING     SERVER_INTERRUPTED  -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
 SPEAKING     BUTTON_PRESS        -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
 SPEAKING     WAKE_WORD           -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH SEND_PREROLL
@@ -89,10 +100,12 @@ SPEAKING     DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
 DUCKED       SOUND_GONE          -> SPEAKING
 DUCKED       USER_SPEECH         -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH SEND_HELD
-DUCKED       MODEL_AUDIO         -> DUCKED       PLAY_AUDIO
+DUCKED       MODEL_AUDIO         -> DUCKED+answering PLAY_AUDIO STOP_UNANSWERED
+DUCKED       MODEL_TOOL_CALL     -> DUCKED+answering STOP_UNANSWERED
+DUCKED       ANSWER_OVERDUE      -> DUCKED+overdue
 DUCKED       TURN_COMPLETE       -> DUCKED       AWAIT_PLAYBACK
 DUCKED       REASONING_STARTED   -> DUCKED+reasoning
-DUCKED       REPLY_DONE          -> LISTENING    START_FOLLOW_UP
+DUCKED       REPLY_DONE          -> LISTENING    START_FOLLOW_UP START_UNANSWERED
 DUCKED       SERVER_INTERRUPTED  -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
 DUCKED       BUTTON_PRESS        -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
 DUCKED       WAKE_WORD           -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH SEND_PREROLL
@@ -106,6 +119,8 @@ DUCKED       DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 INTERRUPTED  FLASH_DONE          -> LISTENING    START_FOLLOW_UP
 INTERRUPTED  TURN_COMPLETE       -> INTERRUPTED  AWAIT_PLAYBACK
 INTERRUPTED  REASONING_STARTED   -> INTERRUPTED+reasoning
+INTERRUPTED  MODEL_TOOL_CALL     -> INTERRUPTED+answering STOP_UNANSWERED
+INTERRUPTED  ANSWER_OVERDUE      -> INTERRUPTED+overdue
 INTERRUPTED  BUTTON_PRESS        -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 INTERRUPTED  BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 INTERRUPTED  SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
@@ -158,6 +173,7 @@ def test_the_table_has_no_duplicate_rows() -> None:
 
 
 DROPPING = [state for state in State if state in CONVERSATION]
+_END_EFFECTS = (Effect.FLUSH_PLAYBACK, Effect.CLOSE_SESSION, Effect.EARCON_END)
 
 
 @pytest.mark.parametrize("state", DROPPING)
@@ -175,7 +191,8 @@ def test_a_new_session_ends_the_drop_and_the_reconnect_count(state: State) -> No
     status, effects = transition(Status(state, dropping=True, reconnects=3), Event.SESSION_READY)
     expected = State.LISTENING if state is State.CONNECTING else state
     assert status == Status(expected)
-    assert effects == ((Effect.START_FOLLOW_UP,) if state is State.CONNECTING else ())
+    after_answer = (Effect.START_FOLLOW_UP, Effect.START_UNANSWERED)
+    assert effects == (after_answer if state is State.CONNECTING else ())
 
 
 def test_reconnecting_gives_up_after_the_cap() -> None:
@@ -245,7 +262,7 @@ def test_a_reply_while_the_model_reasons_is_not_its_answer() -> None:
         State.LISTENING,
     ]
     assert history[4][1] == ()
-    assert history[-1][1] == (Effect.START_FOLLOW_UP,)
+    assert history[-1][1] == (Effect.START_FOLLOW_UP, Effect.START_UNANSWERED)
 
 
 @pytest.mark.parametrize("state", DROPPING)
@@ -257,8 +274,8 @@ def test_reasoning_ends_with_its_session_and_its_conversation(state: State) -> N
 
 def test_closing_survives_reply_audio() -> None:
     status, effects = transition(Status(State.THINKING, closing=True), Event.MODEL_AUDIO)
-    assert status == Status(State.SPEAKING, closing=True)
-    assert effects == (Effect.PLAY_AUDIO,)
+    assert status == Status(State.SPEAKING, closing=True, answering=True)
+    assert effects == (Effect.PLAY_AUDIO, Effect.STOP_UNANSWERED)
 
 
 def test_a_device_lost_and_back_while_muted_never_unmutes() -> None:
@@ -275,7 +292,7 @@ def test_end_conversation_while_speaking_ends_after_the_reply() -> None:
     closing, effects = transition(Status(State.SPEAKING), Event.END_CONVERSATION)
     assert effects == ()
     still, _ = transition(closing, Event.MODEL_AUDIO)
-    assert still == closing  # the goodbye keeps playing
+    assert still == replace(closing, answering=True)  # the goodbye keeps playing
     done, effects = transition(still, Event.REPLY_DONE)
     assert done == Status(State.IDLE)
     assert effects == (Effect.FLUSH_PLAYBACK, Effect.CLOSE_SESSION, Effect.EARCON_END)
@@ -285,10 +302,44 @@ def test_end_conversation_before_the_goodbye_waits_for_it() -> None:
     status = Status(State.THINKING)
     for event in [Event.END_CONVERSATION, Event.MODEL_AUDIO]:
         status, _ = transition(status, event)
-    assert status == Status(State.SPEAKING, closing=True)
+    assert status == Status(State.SPEAKING, closing=True, answering=True)
     status, effects = transition(status, Event.REPLY_DONE)
     assert status == Status(State.IDLE)
     assert Effect.CLOSE_SESSION in effects
+
+
+def _run(status: Status, *events: Event) -> list[tuple[Status, tuple[Effect, ...]]]:
+    """Every step of ``events`` from ``status``."""
+    steps = []
+    for event in events:
+        status, effects = transition(status, event)
+        steps.append((status, effects))
+    return steps
+
+
+def test_a_declined_turn_keeps_the_window_open_only_until_the_answer_is_overdue() -> None:
+    # People talk among themselves after an answer; the model declines each of their turns.
+    talk = (Event.USER_TURN_ENDED, Event.TURN_COMPLETE)
+    steps = _run(Status(State.LISTENING), *talk, Event.ANSWER_OVERDUE, *talk)
+    assert steps[1] == (Status(State.LISTENING), (Effect.START_FOLLOW_UP,))  # no answer clock
+    assert steps[2][0] == Status(State.LISTENING, overdue=True)
+    assert steps[3][0] == Status(State.THINKING, overdue=True)
+    assert steps[4] == (Status(State.IDLE), (*_END_EFFECTS,))
+
+
+def test_an_answer_or_a_tool_call_is_never_a_declined_turn() -> None:
+    overdue = Status(State.THINKING, overdue=True)
+    for answer in (Event.MODEL_AUDIO, Event.MODEL_TOOL_CALL):
+        answered, done = _run(overdue, answer, Event.TURN_COMPLETE)
+        assert answered[0].answering
+        assert not answered[0].overdue
+        assert done[1] == (Effect.AWAIT_PLAYBACK,)  # its audio (if any) plays out
+
+
+def test_a_silent_turn_after_end_conversation_ends_it() -> None:
+    # The model called end_conversation without a goodbye.
+    steps = _run(Status(State.THINKING), Event.END_CONVERSATION, Event.TURN_COMPLETE)
+    assert steps[-1][0] == Status(State.IDLE)
 
 
 def test_a_barge_in_while_closing_keeps_the_conversation() -> None:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pispeaker.conversation.tasks import TaskOwner, Work
-from pispeaker.states import Effect, Event, Options, State, Status, transition
+from pispeaker.states import CONVERSATION, Effect, Event, Options, State, Status, transition
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class Policy:
     """Timings and choices of the conversation (seconds unless named otherwise)."""
 
     follow_up_s: float = 8.0
+    max_unanswered_s: float = 30.0
     flash_s: float = 0.4
     max_session_s: float = 600.0
     fatal_retry_s: float = 300.0
@@ -90,6 +91,7 @@ class Conversation:
         self._tasks = tasks
         self._sleep = sleep
         self._state_timers: set[str] = set()
+        self._conversation_timers: set[str] = set()
         self._entries = Counter({State.IDLE: 1})
         self._changed = asyncio.Event()
         self._crashed: BaseException | None = None
@@ -102,6 +104,9 @@ class Conversation:
         if change.moved:
             self._tasks.cancel(*self._state_timers)
             self._state_timers.clear()
+            if self.status.state not in CONVERSATION:
+                self._tasks.cancel(*self._conversation_timers)
+                self._conversation_timers.clear()
             self._entries[self.status.state] += 1
             self._changed.set()
         for effect in effects:
@@ -133,6 +138,13 @@ class Conversation:
         """Stop timer ``name`` if it runs."""
         self._tasks.cancel(name)
         self._state_timers.discard(name)
+        self._conversation_timers.discard(name)
+
+    def in_conversation(self, name: str, work: Work) -> None:
+        """Run ``work`` as task ``name`` until it ends or the conversation does (whatever
+        the states it goes through meanwhile)."""
+        self._tasks.start(name, work)
+        self._conversation_timers.add(name)
 
     def in_state(self, name: str, work: Work) -> None:
         """Run ``work`` as task ``name`` until it ends or the state changes."""

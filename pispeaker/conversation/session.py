@@ -121,6 +121,7 @@ class LiveSession:
                 self.tools.cancel_all()
                 dispatch(Event.SERVER_INTERRUPTED)
             case ToolRequest():
+                dispatch(Event.MODEL_TOOL_CALL)
                 self.tools.start(event)
             case ToolsCancelled(ids=ids):
                 self.tools.cancel(ids)
