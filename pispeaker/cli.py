@@ -98,6 +98,13 @@ def _add_emulator(commands: "argparse._SubParsersAction[argparse.ArgumentParser]
         type=Path,
         help="answer every turn with this 24 kHz mono s16le audio (default: the user's words)",
     )
+    emulator.add_argument(
+        "--decline-after",
+        type=int,
+        metavar="N",
+        help="answer the first N turns, then decline every later one, as a model that hears "
+        "talk not meant for it (proactive audio)",
+    )
 
 
 def _add_sound_checks(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -291,9 +298,11 @@ def _emulator(args: argparse.Namespace) -> int:
         connection_lifetime_s=args.lifetime or None,
         go_away_lead_s=min(50.0, (args.lifetime or 100.0) / 2),
         timeline_path=args.timeline,
-        default_reply=reply,
+        default_reply=reply if args.decline_after is None else Reply(declined=True),
     )
-    asyncio.run(_serve_emulator(LiveEmulator(options, state_dir=args.state_dir)))
+    emulator = LiveEmulator(options, state_dir=args.state_dir)
+    emulator.script.push(*[reply] * (args.decline_after or 0))
+    asyncio.run(_serve_emulator(emulator))
     return 0
 
 

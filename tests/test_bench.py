@@ -34,6 +34,8 @@ FIGURES = {
     "echo_false_stops",
     "echo_canceller_cpu",
     "echo_erle_db",
+    "background_uploaded_s",
+    "background_ended_s",
     "rss_after_mb",
     "rss_growth_mb_per_1000",
     "floor_wake_cpu",

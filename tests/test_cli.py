@@ -9,6 +9,7 @@ import wave
 from pathlib import Path
 
 import numpy as np
+from google import genai
 
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE
 from pispeaker.audio.resample import resample
@@ -159,3 +160,26 @@ def test_demo_refuses_a_model_setting_it_cannot_take(tmp_path: Path) -> None:
     result = pispeaker("--config", str(config), "demo", "--fast", "--model", "gemini-3.8-live")
     assert result.returncode == 78
     assert "live.thinking_level: gemini-3.8-live reasons as it talks" in result.stderr
+
+
+async def test_emulator_command_declines_every_turn_after_the_first_n(tmp_path: Path) -> None:
+    from google.genai import types
+
+    from pispeaker.bench.rig import emulator_process
+    from pispeaker.emulator.certs import client_context
+    from tests.conftest import audio_config, next_turn, padded, send_audio, speech
+
+    with emulator_process(tmp_path, 0.0, 0.0, 0.0, decline_after=1) as endpoint:
+        args = {"ssl": client_context(endpoint.ca_file), "ping_interval": None}
+        options = types.HttpOptions(
+            base_url=endpoint.base_url, api_version="v1beta", async_client_args=args
+        )
+        client = genai.Client(api_key=endpoint.api_key, http_options=options)
+        # A model with proactive audio (2.5 models without it answer everything).
+        live = client.aio.live.connect(model="gemini-3.8-live", config=audio_config())
+        async with live as session:
+            turns = []
+            for _ in range(3):
+                await send_audio(session, padded(speech(0.4)))
+                turns.append(await next_turn(session))
+    assert [bool(turn.audio) for turn in turns] == [True, False, False]

@@ -363,14 +363,17 @@ def emulator_process(
     playback_hold: float,
     response_latency_s: float,
     reply: Path | None = None,
+    decline_after: int | None = None,
 ) -> Iterator[Endpoint]:
     """``pispeaker emulator`` in a process of its own, until the block ends; it answers with
-    the 24 kHz mono s16le audio in ``reply``, or else parrots what it heard."""
+    the 24 kHz mono s16le audio in ``reply``, or else parrots what it heard (with
+    ``decline_after``, only the first turns: it declines the rest)."""
     command = [sys.executable, "-m", "pispeaker", "emulator", "--port", "0"]
     command += ["--state-dir", str(directory), "--pace", str(pace)]
     command += ["--playback-hold", str(playback_hold)]
     command += ["--response-latency", str(response_latency_s), "--lifetime", "0"]
     command += ["--reply-audio", str(reply)] if reply else []
+    command += ["--decline-after", str(decline_after)] if decline_after is not None else []
     with (directory / "emulator.log").open("w") as log:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
     try:

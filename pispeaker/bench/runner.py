@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO, TypeVar
 
+from pispeaker.bench.background import measure_background
 from pispeaker.bench.conversation import SPEAKER_CHANNELS, SPEAKER_RATE, measure_conversations
 from pispeaker.bench.echo import TALK_ROOM, measure_echo, scratch_reply
 from pispeaker.bench.figures import Figure, Report, figure_from, machine, now_utc
@@ -60,6 +61,11 @@ class BenchOptions:
         return 6 if self.short else 100
 
     @property
+    def talk_s(self) -> float:
+        """Seconds of background talk after the exchange."""
+        return 20.0 if self.short else 60.0
+
+    @property
     def idle_s(self) -> float:
         return 3.0 if self.short else 20.0
 
@@ -95,10 +101,12 @@ async def _measure(
     talk = await _conversations(config, options, _directory(scratch, "conversations"))
     _progress(out, f"echo in real time: 3 scenarios of {options.echo_replies} replies")
     echo = await _echo(config, options, _directory(scratch, "echo"))
+    _progress(out, f"background talk in real time: one exchange, then {options.talk_s:g} s")
+    background = await _background(config, options, _directory(scratch, "background"))
     _progress(out, f"memory: {options.warmup + options.conversations} conversations back to back")
     growth = await _growth(config, options, _directory(scratch, "growth"))
     measured = {figure.key: figure for figure in service + talk + growth}
-    return [*service, *talk, *echo, *growth, *_against_floors(floor, measured)]
+    return [*service, *talk, *echo, *background, *growth, *_against_floors(floor, measured)]
 
 
 def _progress(out: TextIO, text: str) -> None:
@@ -168,6 +176,26 @@ async def _echo(config: Config, options: BenchOptions, directory: Path) -> list[
             return await measure_echo(
                 settings, endpoint.api_key, mic, speaker, echo, options.echo_replies
             )
+
+
+async def _background(config: Config, options: BenchOptions, directory: Path) -> list[Figure]:
+    mic_path, speaker_path = fifo(directory / "mic"), fifo(directory / "speaker")
+    speaker = Speaker(speaker_path, _SPEAKER_BYTES_PER_S, directory / "played")
+    playback = (SPEAKER_RATE, SPEAKER_CHANNELS)
+    with (
+        emulator_process(directory, 1.0, 1.0, 0.3, decline_after=1) as endpoint,
+        _alsa_config_path(alsa_config(directory, mic_path, speaker_path)),
+        _running(speaker),
+        _running(Microphone(mic_path, keep=True)) as mic,
+    ):
+        # The owner's follow-up window (the other scenarios shorten it), and the shipped
+        # duplex default: the voice detector hears the room.
+        settings = bench_config(config, endpoint, (16_000, 1), playback, duplex="auto")
+        owners = settings.conversation.model_copy(
+            update={"follow_up_s": config.conversation.follow_up_s}
+        )
+        settings = settings.model_copy(update={"conversation": owners})
+        return await measure_background(settings, endpoint.api_key, mic, options.talk_s)
 
 
 async def _growth(config: Config, options: BenchOptions, directory: Path) -> list[Figure]:

@@ -128,3 +128,27 @@ def burst(kind: str, seed: int) -> bytes:
     shaped = noise * attack * np.exp(-t / (0.02 if knock else 0.06))
     shaped *= 0.5 * 32767 / float(np.max(np.abs(shaped)))
     return bytes(np.round(shaped).astype("<i2").tobytes())
+
+
+def background_talk(seconds: float, seed: int = 0) -> bytes:
+    """Other people talking in the room, ``seconds`` of 16 kHz mono s16le: two voices (the
+    recorded request and barge-in, espeak-ng en-us and en+f3) taking turns in phrases of
+    1-3 s at -26 to -34 dBFS with pauses of 0.2-1.2 s between them, over a radio-like bed of
+    speech-like murmur at -52 dBFS (below what a voice detector hears)."""
+    random = np.random.default_rng(seed)
+    voices = [np.frombuffer(_request(), "<i2"), _barge_in()]
+    total = round(seconds * INPUT_RATE)
+    out = np.zeros(total)
+    at = 0
+    while at < total:
+        voice = voices[int(random.integers(len(voices)))]
+        length = min(total - at, round(random.uniform(1.0, 3.0) * INPUT_RATE))
+        start = int(random.integers(0, len(voice) - length)) if len(voice) > length else 0
+        phrase = voice[start : start + length].astype(np.float64)
+        sound = phrase[np.abs(phrase) > 64]
+        level = 32768 * 10 ** (random.uniform(-34.0, -26.0) / 20)
+        out[at : at + len(phrase)] = phrase * level / float(np.sqrt(np.mean(sound**2)))
+        at += len(phrase) + round(random.uniform(0.2, 1.2) * INPUT_RATE)
+    bed = np.frombuffer(speech_like(seconds, INPUT_RATE, seed=seed, level_dbfs=-52.0), "<i2")
+    out[: len(bed)] += bed
+    return bytes(np.clip(np.round(out), -32768, 32767).astype("<i2").tobytes())
