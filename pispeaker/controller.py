@@ -260,4 +260,5 @@ class Controller:
             Effect.EARCON_START: lambda _: router.earcon(880.0),
             Effect.EARCON_END: lambda _: router.earcon(660.0),
             Effect.EARCON_ERROR: lambda _: router.earcon(220.0),
+            Effect.EARCON_CUT: lambda _: router.earcon(330.0),
         }

@@ -84,6 +84,7 @@ class Effect(enum.Enum):
     EARCON_START = "earcon start"
     EARCON_END = "earcon end"
     EARCON_ERROR = "earcon error"
+    EARCON_CUT = "earcon cut"  # a reply cut short by a lost connection has played out
 
 
 class Uplink(enum.Enum):
@@ -113,7 +114,12 @@ class Status:
     - ``answering``: the model's turn in progress brought audio or a tool call (a turn that
       ends without either is declined: what it heard was not for the speaker);
     - ``overdue``: follow_up_s have passed since the last answer ended: a declined turn now
-      ends the conversation (people talking among themselves, not to the speaker).
+      ends the conversation (people talking among themselves, not to the speaker);
+    - ``cut``: the connection was lost before the reply playing was complete: once what
+      was received has played, an earcon says the rest is missing.
+
+    A reply goes on playing while the link reconnects (``reconnects`` > 0 in SPEAKING or
+    DUCKED); the user's turn after it waits in CONNECTING until the session is back.
     """
 
     state: State = State.IDLE
@@ -123,6 +129,7 @@ class Status:
     reasoning: bool = False
     answering: bool = False
     overdue: bool = False
+    cut: bool = False
 
 
 @dataclass(frozen=True)
@@ -240,9 +247,14 @@ def _session_ready(status: Status, _options: Options) -> Transition:
 
 
 def _connection_lost(status: Status, options: Options) -> Transition:
-    """Reconnect with backoff, up to ``options.max_reconnects`` times in a row."""
+    """Reconnect with backoff, up to ``options.max_reconnects`` times in a row. A reply
+    that plays goes on playing meanwhile: what was received is the user's (cut short if its
+    turn had not ended)."""
     if status.reconnects >= options.max_reconnects:
         return Status(State.ERROR), (Effect.REPORT_OFFLINE, *_FAIL)
+    if status.state in PLAYING:
+        relinking = replace(status, reconnects=status.reconnects + 1, cut=status.answering)
+        return relinking, (Effect.RECONNECT, Effect.AWAIT_PLAYBACK)
     flush = () if status.state is State.CONNECTING else (Effect.FLUSH_PLAYBACK,)
     connecting = replace(
         status,
@@ -263,9 +275,20 @@ def _wake_barge_in(status: Status, options: Options) -> Transition:
 def _reply_done(status: Status, _options: Options) -> Transition:
     if status.closing:
         return Status(State.IDLE), _END
+    cut = (Effect.EARCON_CUT,) if status.cut else ()
+    status = replace(status, cut=False)
+    if status.reconnects:  # the link is still coming back: the user's turn waits for it
+        return replace(status, state=State.CONNECTING), cut
     if status.reasoning:  # that was not the answer yet
-        return replace(status, state=State.THINKING), ()
-    return replace(status, state=State.LISTENING), _AFTER_ANSWER
+        return replace(status, state=State.THINKING), cut
+    return replace(status, state=State.LISTENING), (*cut, *_AFTER_ANSWER)
+
+
+def _flash_done(status: Status, _options: Options) -> Transition:
+    """The user's turn after a barge-in; it waits for the link if that is coming back."""
+    if status.reconnects:
+        return replace(status, state=State.CONNECTING), ()
+    return replace(status, state=State.LISTENING), (Effect.START_FOLLOW_UP,)
 
 
 def _overdue(status: Status, _options: Options) -> Transition:
@@ -322,7 +345,7 @@ _RULES: dict[tuple[State, Event], Rule] = {
     **_while_playing(Event.USER_SPEECH, _to(State.INTERRUPTED, *_BARGE_IN, Effect.SEND_HELD)),
     (State.SPEAKING, Event.SOUND_ONSET): _to(State.DUCKED),
     (State.DUCKED, Event.SOUND_GONE): _to(State.SPEAKING),
-    (State.INTERRUPTED, Event.FLASH_DONE): _to(State.LISTENING, Effect.START_FOLLOW_UP),
+    (State.INTERRUPTED, Event.FLASH_DONE): _flash_done,
     (State.MUTED, Event.BUTTON_HOLD): _to(State.IDLE),
     (State.ERROR, Event.RETRY): _to(State.IDLE),
     (State.ERROR, Event.DEVICE_BACK): _to(State.IDLE),

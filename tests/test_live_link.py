@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count
 from pispeaker.audio.resample import resample
 from pispeaker.config import LiveConfig
@@ -67,10 +69,12 @@ async def test_go_away_mid_utterance_loses_no_audio(start_emulator: StartEmulato
     await link.close()
 
 
+@pytest.mark.parametrize("time_left_s", [20.0, 3.0])
 async def test_go_away_during_a_reply_hands_over_after_the_turn(
-    start_emulator: StartEmulator,
+    start_emulator: StartEmulator, time_left_s: float
 ) -> None:
-    emulator = await start_emulator(pace=1.0, go_away_lead_s=20.0)
+    # 3 s left is less than the usual 5 s margin: the 1 s reply still fits before it.
+    emulator = await start_emulator(pace=1.0, go_away_lead_s=time_left_s)
     emulator.script.push(Reply(audio="tone", seconds=1.0), Reply(audio="tone", seconds=0.3))
     recorder = Recorder()
     link = _link(emulator, recorder)

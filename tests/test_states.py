@@ -94,7 +94,7 @@ SPEAKING     SOUND_ONSET         -> DUCKED
 SPEAKING     USER_SPEECH         -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH SEND_HELD
 SPEAKING     BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 SPEAKING     SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
-SPEAKING     CONNECTION_LOST     -> CONNECTING+dropping+reconnects=1 FLUSH_PLAYBACK RECONNECT
+SPEAKING     CONNECTION_LOST     -> SPEAKING+reconnects=1 RECONNECT AWAIT_PLAYBACK
 SPEAKING     FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
 SPEAKING     DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
@@ -112,7 +112,7 @@ DUCKED       WAKE_WORD           -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FL
 DUCKED       END_CONVERSATION    -> DUCKED+closing
 DUCKED       BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 DUCKED       SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
-DUCKED       CONNECTION_LOST     -> CONNECTING+dropping+reconnects=1 FLUSH_PLAYBACK RECONNECT
+DUCKED       CONNECTION_LOST     -> DUCKED+reconnects=1 RECONNECT AWAIT_PLAYBACK
 DUCKED       FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EARCON_ERROR SCHEDULE_RETRY
 DUCKED       DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
@@ -174,6 +174,7 @@ def test_the_table_has_no_duplicate_rows() -> None:
 
 DROPPING = [state for state in State if state in CONVERSATION]
 _END_EFFECTS = (Effect.FLUSH_PLAYBACK, Effect.CLOSE_SESSION, Effect.EARCON_END)
+_AFTER_ANSWER = (Effect.START_FOLLOW_UP, Effect.START_UNANSWERED)
 
 
 @pytest.mark.parametrize("state", DROPPING)
@@ -340,6 +341,36 @@ def test_a_silent_turn_after_end_conversation_ends_it() -> None:
     # The model called end_conversation without a goodbye.
     steps = _run(Status(State.THINKING), Event.END_CONVERSATION, Event.TURN_COMPLETE)
     assert steps[-1][0] == Status(State.IDLE)
+
+
+def test_a_reply_plays_on_through_a_lost_connection_and_its_cut_is_told() -> None:
+    speaking = Status(State.SPEAKING, answering=True)  # its turn had not ended
+    steps = _run(speaking, Event.CONNECTION_LOST, Event.REPLY_DONE, Event.SESSION_READY)
+    assert steps[0] == (
+        Status(State.SPEAKING, answering=True, reconnects=1, cut=True),
+        (Effect.RECONNECT, Effect.AWAIT_PLAYBACK),
+    )
+    # Played out before the link is back: the earcon, then the user's turn waits for it.
+    assert steps[1] == (
+        Status(State.CONNECTING, answering=True, reconnects=1),
+        (Effect.EARCON_CUT,),
+    )
+    assert steps[2][0] == Status(State.LISTENING)
+
+
+def test_a_reply_whose_turn_had_ended_plays_out_without_the_cut_earcon() -> None:
+    steps = _run(Status(State.SPEAKING), Event.CONNECTION_LOST, Event.SESSION_READY)
+    assert steps[-1][0] == Status(State.SPEAKING)  # back before the reply had played out
+    done, effects = transition(steps[-1][0], Event.REPLY_DONE)
+    assert (done, effects) == (Status(State.LISTENING), _AFTER_ANSWER)
+
+
+def test_a_barge_in_while_relinking_waits_for_the_link() -> None:
+    steps = _run(
+        Status(State.SPEAKING), Event.CONNECTION_LOST, Event.BUTTON_PRESS, Event.FLASH_DONE
+    )
+    assert steps[1][1] == (Effect.FLUSH_PLAYBACK, Effect.START_FLASH)
+    assert steps[2] == (Status(State.CONNECTING, dropping=True, reconnects=1), ())
 
 
 def test_a_barge_in_while_closing_keeps_the_conversation() -> None:

@@ -38,8 +38,9 @@ from pispeaker.tools import Tool
 
 log = logging.getLogger(__name__)
 
-#: Hand over this long before the server's deadline at the latest.
-HANDOVER_MARGIN_S = 5.0
+#: Hand over this long before the server's deadline at the latest, or this share of the
+#: time left when that is short (a goAway with 3 s left still lets a 1 s reply end first).
+HANDOVER_MARGIN_S, HANDOVER_MARGIN_SHARE = 5.0, 0.25
 #: Most uplink audio kept while no session is ready; older audio is dropped (and counted).
 OUTBOX_LIMIT_S = 30.0
 
@@ -258,7 +259,8 @@ class LiveLink:
             self._handover_now = True
         elif self._deadline is not None:
             loop = asyncio.get_running_loop()
-            self._deadline.reschedule(loop.time() + max(0.0, seconds - HANDOVER_MARGIN_S))
+            margin = min(HANDOVER_MARGIN_S, HANDOVER_MARGIN_SHARE * seconds)
+            self._deadline.reschedule(loop.time() + seconds - margin)
 
 
 async def _first_of(main: Coroutine[Any, Any, bool], helper: Coroutine[Any, Any, None]) -> bool:

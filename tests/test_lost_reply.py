@@ -1,0 +1,57 @@
+"""A reply survives a lost connection: what was received plays out while the link
+reconnects, through the real SDK against the emulator and a speaker playing in real time."""
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, silence
+from pispeaker.controller import Policy
+from pispeaker.conversation.core import Change
+from pispeaker.emulator import Fault, Reply
+from pispeaker.states import Effect, Event, State
+from tests.conftest import RecordingBackoff, Rig, StartEmulator, speech
+
+QUESTION = silence(0.3, INPUT_RATE) + speech(0.5) + silence(8.0, INPUT_RATE)
+
+
+def record_received(rig: Rig) -> bytearray:
+    """Every piece of reply audio the controller is given to play, from now on."""
+    received = bytearray()
+    play = rig.controller.router.play
+
+    def recording(change: Change) -> None:
+        assert isinstance(change.cause, bytes)
+        received.extend(change.cause)
+        play(change)
+
+    rig.controller.conversation.handlers[Effect.PLAY_AUDIO] = recording
+    return received
+
+
+@pytest.mark.parametrize("fault", [Fault.INTERNAL_ERROR, Fault.DROP])
+async def test_a_reply_plays_out_through_a_lost_connection_and_its_cut_is_told(
+    fault: Fault,
+    start_emulator: StartEmulator,
+    rig_factory: Callable[..., "asyncio.Future[Rig]"],
+) -> None:
+    # The audio comes in a burst; its turnComplete only once it would have played (3 s).
+    emulator = await start_emulator(pace=0.0, playback_hold=1.0)
+    emulator.script.push(Reply(audio="tone", seconds=3.0), Reply())
+    rig = await rig_factory(emulator, QUESTION, Policy(follow_up_s=3.0))
+    rig.controller.backoff = RecordingBackoff(initial_s=0.05, uniform=lambda: 0.0)
+    received = record_received(rig)
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.SPEAKING)
+    await emulator.timeline.wait_for("generation.complete")  # the whole reply was sent
+    await emulator.inject(fault)  # ... and the connection fails before its turnComplete
+    await rig.reach(State.LISTENING, count=2, within_s=15)  # played out, and back
+    # Everything received was played, nothing flushed; the session was resumed.
+    assert bytes(rig.sink.played) == bytes(received)
+    assert len(received) > byte_count(1.0, OUTPUT_RATE)
+    assert rig.sink.flushed_at == []
+    assert Effect.EARCON_CUT in rig.controller.record.effects
+    states = rig.controller.record.states
+    assert states[states.index(State.SPEAKING) + 1] in (State.LISTENING, State.CONNECTING)
+    assert len(emulator.store.sessions) == 1
