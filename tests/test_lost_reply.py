@@ -13,7 +13,7 @@ from pispeaker.emulator import Fault, Reply
 from pispeaker.states import Effect, Event, State
 from tests.conftest import RecordingBackoff, Rig, StartEmulator, speech
 
-QUESTION = silence(0.3, INPUT_RATE) + speech(0.5) + silence(8.0, INPUT_RATE)
+QUESTION = silence(0.3, INPUT_RATE) + speech(0.5) + silence(12.0, INPUT_RATE)
 
 
 def record_received(rig: Rig) -> bytearray:
@@ -30,9 +30,15 @@ def record_received(rig: Rig) -> bytearray:
     return received
 
 
-@pytest.mark.parametrize("fault", [Fault.INTERNAL_ERROR, Fault.DROP])
+@pytest.mark.parametrize(
+    ("fault", "backoff_s"),
+    # A reconnect before the reply has played out, and one after (the reply's end must not
+    # cancel the reconnect waiting for its backoff).
+    [(Fault.INTERNAL_ERROR, 0.05), (Fault.DROP, 0.05), (Fault.INTERNAL_ERROR, 4.0)],
+)
 async def test_a_reply_plays_out_through_a_lost_connection_and_its_cut_is_told(
     fault: Fault,
+    backoff_s: float,
     start_emulator: StartEmulator,
     rig_factory: Callable[..., "asyncio.Future[Rig]"],
 ) -> None:
@@ -40,13 +46,13 @@ async def test_a_reply_plays_out_through_a_lost_connection_and_its_cut_is_told(
     emulator = await start_emulator(pace=0.0, playback_hold=1.0)
     emulator.script.push(Reply(audio="tone", seconds=3.0), Reply())
     rig = await rig_factory(emulator, QUESTION, Policy(follow_up_s=3.0))
-    rig.controller.backoff = RecordingBackoff(initial_s=0.05, uniform=lambda: 0.0)
+    rig.controller.backoff = RecordingBackoff(initial_s=backoff_s, uniform=lambda: 0.0)
     received = record_received(rig)
     rig.controller.dispatch(Event.BUTTON_PRESS)
     await rig.reach(State.SPEAKING)
     await emulator.timeline.wait_for("generation.complete")  # the whole reply was sent
     await emulator.inject(fault)  # ... and the connection fails before its turnComplete
-    await rig.reach(State.LISTENING, count=2, within_s=15)  # played out, and back
+    await rig.reach(State.LISTENING, count=2, within_s=20)  # played out, and back
     # Everything received was played, nothing flushed; the session was resumed.
     assert bytes(rig.sink.played) == bytes(received)
     assert len(received) > byte_count(1.0, OUTPUT_RATE)

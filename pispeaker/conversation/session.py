@@ -88,10 +88,11 @@ class LiveSession:
         self.usage = Usage()
 
     def reconnect(self, change: Change) -> None:
-        """Reopen the session after a backoff (a state timer: leaving CONNECTING ends it)."""
+        """Reopen the session after a backoff, whatever the states meanwhile (a reply may
+        play out first); the conversation's end cancels it."""
         if change.after.reconnects == 1:
             self.backoff.reset()  # the first of a run: the last session was ready
-        self._conversation.in_state("reconnect", self._reopen(self.backoff.next_delay()))
+        self._conversation.in_conversation("reconnect", self._reopen(self.backoff.next_delay()))
 
     async def _reopen(self, delay: float) -> None:
         await self._sleep(delay)
