@@ -7,9 +7,10 @@ from collections.abc import Callable
 import pytest
 
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, silence
+from pispeaker.audio.resample import resample
 from pispeaker.controller import Policy
 from pispeaker.conversation.core import Change
-from pispeaker.emulator import Fault, Reply
+from pispeaker.emulator import Fault, LiveEmulator, Reply
 from pispeaker.states import Effect, Event, State
 from tests.conftest import RecordingBackoff, Rig, StartEmulator, speech
 
@@ -61,3 +62,21 @@ async def test_a_reply_plays_out_through_a_lost_connection_and_its_cut_is_told(
     states = rig.controller.record.states
     assert states[states.index(State.SPEAKING) + 1] in (State.LISTENING, State.CONNECTING)
     assert len(emulator.store.sessions) == 1
+
+
+async def test_a_new_session_hears_the_whole_question_when_it_cannot_resume(
+    emulator: LiveEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    question = speech(1.5, frequency_hz=500)
+    audio = silence(0.5, INPUT_RATE) + question + silence(3.0, INPUT_RATE)
+    # No resumption: a lost connection means a new session, which never heard the question.
+    rig = await rig_factory(emulator, audio, live_settings={"session_resumption": False})
+    rig.controller.backoff = RecordingBackoff(initial_s=0.05, uniform=lambda: 0.0)
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await emulator.timeline.wait_for("vad.start")  # the user has begun the question
+    await asyncio.sleep(0.5)  # ... and is in the middle of it
+    await emulator.inject(Fault.INTERNAL_ERROR)
+    await rig.reach(State.LISTENING, count=3, within_s=15)  # back, then answered
+    assert len(emulator.store.sessions) == 2  # a new session, not a resumed one
+    # The parrot answers with the question as the new session heard it: all of it.
+    assert bytes(rig.sink.played) == resample(question, INPUT_RATE, OUTPUT_RATE)

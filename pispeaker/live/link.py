@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 HANDOVER_MARGIN_S, HANDOVER_MARGIN_SHARE = 5.0, 0.25
 #: Most uplink audio kept while no session is ready; older audio is dropped (and counted).
 OUTBOX_LIMIT_S = 30.0
+#: Most of the user's turn kept after it was sent, until the service has taken it: replayed
+#: to a session that starts afresh (no resumption), which never heard it.
+REPLAY_LIMIT_S = 30.0
 
 
 class LiveLink:
@@ -71,6 +74,9 @@ class LiveLink:
         self._limit = byte_count(OUTBOX_LIMIT_S, INPUT_RATE)
         self._outbox: deque[bytes] = deque()
         self._queued = 0  # bytes in the outbox
+        self._replay: deque[bytes] = deque()  # sent since the service last took a turn
+        self._replay_bytes = 0
+        self._replay_limit = byte_count(REPLAY_LIMIT_S, INPUT_RATE)
         self._outbox_changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()  # cancelled, still closing their socket
@@ -101,6 +107,7 @@ class LiveLink:
         handle. The connection finishes closing in the background; ``close`` waits for it."""
         self._cancel_connection()
         self._outbox.clear()
+        self._forget_replay()
         self._queued = 0
         self.handle = None
 
@@ -163,6 +170,8 @@ class LiveLink:
         tools, instruction = list(self._tools.values()), self._instruction()
         async with genai.connect(self._client, self._live, handle, tools, instruction) as session:
             self._session = session
+            if handle is None:
+                self._replay_turn()
             self._report(Ready(resumed=handle is not None))
             try:
                 return await _first_of(
@@ -184,6 +193,7 @@ class LiveLink:
                 self._outbox.popleft()  # only once sent: a failed send loses nothing
                 self._queued -= len(chunk)
                 self.sent_bytes += len(chunk)
+                self._keep_for_replay(chunk)
                 if self.mark:
                     self.mark("uplink.sent", chunk)
             self._outbox_changed.clear()
@@ -206,7 +216,28 @@ class LiveLink:
         # a lost connection too (transient), not a silent end.
         raise ConnectionError("the Live API's messages ended without a close")
 
+    def _keep_for_replay(self, chunk: bytes) -> None:
+        self._replay.append(chunk)
+        self._replay_bytes += len(chunk)
+        while self._replay_bytes > self._replay_limit:
+            self._replay_bytes -= len(self._replay.popleft())
+
+    def _forget_replay(self) -> None:
+        self._replay.clear()
+        self._replay_bytes = 0
+
+    def _replay_turn(self) -> None:
+        """A session that starts afresh first hears what the user said since the last turn
+        the service took (a resumed one has heard it: nothing is sent twice)."""
+        if self._replay_bytes:
+            log.info("a new session hears the user's turn again (%d bytes)", self._replay_bytes)
+        self._queued += self._replay_bytes
+        self._outbox.extendleft(reversed(self._replay))
+        self._forget_replay()
+
     def _dispatch(self, message: Message) -> None:
+        if message.model_turn or message.turn_complete or _transcribes_the_user(message):
+            self._forget_replay()  # the service took the user's turn
         self._track_turn(message)
         if message.handle:
             self.handle = message.handle
@@ -261,6 +292,10 @@ class LiveLink:
             loop = asyncio.get_running_loop()
             margin = min(HANDOVER_MARGIN_S, HANDOVER_MARGIN_SHARE * seconds)
             self._deadline.reschedule(loop.time() + seconds - margin)
+
+
+def _transcribes_the_user(message: Message) -> bool:
+    return any(transcript.speaker == "user" for transcript in message.transcripts)
 
 
 async def _first_of(main: Coroutine[Any, Any, bool], helper: Coroutine[Any, Any, None]) -> bool:
