@@ -43,6 +43,7 @@ def policy_from(config: Config) -> Policy:
         max_reconnects=conversation.max_reconnects,
         duplex=Duplex(conversation.duplex),
         wake_barge_in=config.wake.barge_in,
+        voice_interrupts=config.live.activity_handling == "interrupt",
         preroll_s=config.wake.preroll_s,
         earcons=conversation.earcons,
         log_transcripts=config.logging.transcripts,

@@ -137,6 +137,7 @@ class Options:
     """The owner's choices the machine decides with."""
 
     wake_barge_in: bool = True  # the wake word interrupts a reply
+    voice_interrupts: bool = True  # the user's speech stops a reply (activity_handling)
     max_reconnects: int = 8  # transient failures in a row before ERROR
 
 
@@ -193,14 +194,16 @@ def transition(status: Status, event: Event, options: Options = Options()) -> Tr
 def _to(state: State, *effects: Effect) -> Rule:
     """A rule that moves to ``state`` with ``effects``. ``closing`` survives only while the
     conversation heads for its last reply (a barge-in means the user had more to say); a
-    flush starts ``dropping``; leaving the conversation forgets both, and the reconnects."""
+    flush starts ``dropping`` while the model's turn is still coming (once its
+    turnComplete has come, what comes next is the next turn's); leaving the conversation
+    forgets both, and the reconnects."""
     flushes = Effect.FLUSH_PLAYBACK in effects
 
     def rule(status: Status, _options: Options) -> Transition:
         if state not in CONVERSATION:
             return Status(state), effects
         closing = status.closing and state in _CLOSABLE
-        dropping = status.dropping or flushes
+        dropping = status.dropping or (flushes and status.answering)
         return replace(status, state=state, closing=closing, dropping=dropping), effects
 
     return rule
@@ -264,6 +267,17 @@ def _connection_lost(status: Status, options: Options) -> Transition:
         reconnects=status.reconnects + 1,
     )
     return connecting, (*flush, Effect.RECONNECT)
+
+
+def _heard_over_reply(status: Status, options: Options) -> Transition:
+    """The service took the user's words as a turn while a reply still plays without
+    having interrupted it: the reply is an earlier session's (a handover or a reconnect
+    came between), which the new session cannot interrupt. Stop it, unless the owner lets
+    the model finish, and wait for the answer (no turn was cut on the wire: nothing of the
+    answer is dropped)."""
+    if not options.voice_interrupts:
+        return status, ()
+    return replace(status, state=State.THINKING, closing=False), (Effect.FLUSH_PLAYBACK,)
 
 
 def _wake_barge_in(status: Status, options: Options) -> Transition:
@@ -339,6 +353,7 @@ _RULES: dict[tuple[State, Event], Rule] = {
     **_while_playing(Event.SERVER_INTERRUPTED, _to(State.INTERRUPTED, *_BARGE_IN)),
     **_while_playing(Event.BUTTON_PRESS, _to(State.INTERRUPTED, *_BARGE_IN)),
     **_while_playing(Event.WAKE_WORD, _wake_barge_in),
+    **_while_playing(Event.USER_TURN_ENDED, _unless_dropping(_heard_over_reply)),
     **_while_playing(Event.END_CONVERSATION, _close_after_reply),
     # Voice barge-in heard on the device: duck at the first sound, stop once it is speech,
     # and send the model what the user said from that first sound.

@@ -9,7 +9,7 @@ import pytest
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, silence
 from pispeaker.audio.resample import resample
 from pispeaker.controller import Policy
-from pispeaker.conversation.core import Change
+from pispeaker.conversation.core import Change, Duplex
 from pispeaker.emulator import Fault, LiveEmulator, Reply
 from pispeaker.states import Effect, Event, State
 from tests.conftest import RecordingBackoff, Rig, StartEmulator, speech
@@ -80,3 +80,27 @@ async def test_a_new_session_hears_the_whole_question_when_it_cannot_resume(
     assert len(emulator.store.sessions) == 2  # a new session, not a resumed one
     # The parrot answers with the question as the new session heard it: all of it.
     assert bytes(rig.sink.played) == resample(question, INPUT_RATE, OUTPUT_RATE)
+
+
+async def test_talking_over_a_reply_stops_it_after_a_handover(
+    start_emulator: StartEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    # The reply arrives at once and its turn ends at once; a goAway then hands over to a
+    # resumed session while the reply still plays, and the user talks over it: the new
+    # session has no reply to interrupt, but the device hears the user, and the answer to
+    # what they said (a turn after the one stopped) is played, not dropped.
+    emulator = await start_emulator(pace=0.0, playback_hold=0.0, go_away_lead_s=20.0)
+    emulator.script.push(Reply(audio="tone", seconds=5.0), Reply())
+    over = speech(1.0, frequency_hz=600)
+    audio = silence(0.3, INPUT_RATE) + speech(0.5) + silence(1.5, INPUT_RATE) + over
+    policy = Policy(follow_up_s=3.0, duplex=Duplex.HARDWARE)  # the microphone goes live
+    rig = await rig_factory(emulator, audio + silence(6.0, INPUT_RATE), policy)
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.SPEAKING)
+    await emulator.inject(Fault.GO_AWAY)
+    await emulator.timeline.wait_for("setup", lambda event: event.connection == 2)
+    await rig.reach(State.SPEAKING, count=2, within_s=15)  # the answer to what was said over
+    states = rig.controller.record.states
+    assert states[states.index(State.SPEAKING) + 1] is State.INTERRUPTED  # stopped at once
+    assert rig.sink.flushed_at[0] < byte_count(5.0, OUTPUT_RATE)
+    assert len(emulator.store.sessions) == 1  # the same session, resumed

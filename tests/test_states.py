@@ -86,12 +86,13 @@ SPEAKING     ANSWER_OVERDUE      -> SPEAKING+overdue
 SPEAKING     TURN_COMPLETE       -> SPEAKING     AWAIT_PLAYBACK
 SPEAKING     REASONING_STARTED   -> SPEAKING+reasoning
 SPEAKING     REPLY_DONE          -> LISTENING    START_FOLLOW_UP START_UNANSWERED
-SPEAKING     SERVER_INTERRUPTED  -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
-SPEAKING     BUTTON_PRESS        -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
-SPEAKING     WAKE_WORD           -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH SEND_PREROLL
+SPEAKING     SERVER_INTERRUPTED  -> INTERRUPTED  FLUSH_PLAYBACK START_FLASH
+SPEAKING     BUTTON_PRESS        -> INTERRUPTED  FLUSH_PLAYBACK START_FLASH
+SPEAKING     WAKE_WORD           -> INTERRUPTED  FLUSH_PLAYBACK START_FLASH SEND_PREROLL
 SPEAKING     END_CONVERSATION    -> SPEAKING+closing
+SPEAKING     USER_TURN_ENDED     -> THINKING     FLUSH_PLAYBACK
 SPEAKING     SOUND_ONSET         -> DUCKED
-SPEAKING     USER_SPEECH         -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH SEND_HELD
+SPEAKING     USER_SPEECH         -> INTERRUPTED  FLUSH_PLAYBACK START_FLASH SEND_HELD
 SPEAKING     BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 SPEAKING     SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 SPEAKING     CONNECTION_LOST     -> SPEAKING+reconnects=1 RECONNECT AWAIT_PLAYBACK
@@ -99,17 +100,18 @@ SPEAKING     FATAL_ERROR         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION EA
 SPEAKING     DEVICE_LOST         -> ERROR        FLUSH_PLAYBACK CLOSE_SESSION
 
 DUCKED       SOUND_GONE          -> SPEAKING
-DUCKED       USER_SPEECH         -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH SEND_HELD
+DUCKED       USER_SPEECH         -> INTERRUPTED  FLUSH_PLAYBACK START_FLASH SEND_HELD
 DUCKED       MODEL_AUDIO         -> DUCKED+answering PLAY_AUDIO STOP_UNANSWERED
 DUCKED       MODEL_TOOL_CALL     -> DUCKED+answering STOP_UNANSWERED
 DUCKED       ANSWER_OVERDUE      -> DUCKED+overdue
 DUCKED       TURN_COMPLETE       -> DUCKED       AWAIT_PLAYBACK
 DUCKED       REASONING_STARTED   -> DUCKED+reasoning
 DUCKED       REPLY_DONE          -> LISTENING    START_FOLLOW_UP START_UNANSWERED
-DUCKED       SERVER_INTERRUPTED  -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
-DUCKED       BUTTON_PRESS        -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH
-DUCKED       WAKE_WORD           -> INTERRUPTED+dropping FLUSH_PLAYBACK START_FLASH SEND_PREROLL
+DUCKED       SERVER_INTERRUPTED  -> INTERRUPTED  FLUSH_PLAYBACK START_FLASH
+DUCKED       BUTTON_PRESS        -> INTERRUPTED  FLUSH_PLAYBACK START_FLASH
+DUCKED       WAKE_WORD           -> INTERRUPTED  FLUSH_PLAYBACK START_FLASH SEND_PREROLL
 DUCKED       END_CONVERSATION    -> DUCKED+closing
+DUCKED       USER_TURN_ENDED     -> THINKING     FLUSH_PLAYBACK
 DUCKED       BUTTON_HOLD         -> MUTED        FLUSH_PLAYBACK CLOSE_SESSION
 DUCKED       SESSION_LIMIT       -> IDLE         FLUSH_PLAYBACK CLOSE_SESSION EARCON_END
 DUCKED       CONNECTION_LOST     -> DUCKED+reconnects=1 RECONNECT AWAIT_PLAYBACK
@@ -230,7 +232,7 @@ def test_the_wake_word_interrupts_a_reply_only_when_the_owner_wants_it() -> None
     speaking = Status(State.SPEAKING)
     assert transition(speaking, Event.WAKE_WORD, Options(wake_barge_in=False)) == (speaking, ())
     interrupted, effects = transition(speaking, Event.WAKE_WORD, Options(wake_barge_in=True))
-    assert interrupted == Status(State.INTERRUPTED, dropping=True)
+    assert interrupted == Status(State.INTERRUPTED)
     assert Effect.SEND_PREROLL in effects
 
 
@@ -370,7 +372,31 @@ def test_a_barge_in_while_relinking_waits_for_the_link() -> None:
         Status(State.SPEAKING), Event.CONNECTION_LOST, Event.BUTTON_PRESS, Event.FLASH_DONE
     )
     assert steps[1][1] == (Effect.FLUSH_PLAYBACK, Effect.START_FLASH)
-    assert steps[2] == (Status(State.CONNECTING, dropping=True, reconnects=1), ())
+    assert steps[2] == (Status(State.CONNECTING, reconnects=1), ())
+
+
+def test_a_turn_heard_over_an_earlier_sessions_reply_stops_it_unless_the_model_may_finish() -> None:
+    speaking = Status(State.SPEAKING)
+    assert transition(speaking, Event.USER_TURN_ENDED, Options(voice_interrupts=False)) == (
+        speaking,
+        (),
+    )
+    stopped, _ = transition(speaking, Event.USER_TURN_ENDED)
+    answer, effects = transition(stopped, Event.MODEL_AUDIO)  # the new turn's answer plays
+    assert (answer.state, effects[0]) == (State.SPEAKING, Effect.PLAY_AUDIO)
+
+
+@pytest.mark.parametrize(
+    "barge_in", [Event.BUTTON_PRESS, Event.WAKE_WORD, Event.USER_SPEECH, Event.SERVER_INTERRUPTED]
+)
+def test_a_barge_in_drops_the_rest_of_the_turn_only_while_it_is_still_coming(
+    barge_in: Event,
+) -> None:
+    # Before turnComplete the rest of the turn's audio may still arrive: it is not played.
+    # After it, what arrives is the answer to what the user said over the reply.
+    coming, _ = transition(Status(State.SPEAKING, answering=True), barge_in)
+    complete, _ = transition(Status(State.SPEAKING), barge_in)
+    assert (coming.dropping, complete.dropping) == (True, False)
 
 
 def test_a_barge_in_while_closing_keeps_the_conversation() -> None:

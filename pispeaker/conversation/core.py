@@ -44,6 +44,7 @@ class Policy:
     max_reconnects: int = 8
     duplex: Duplex = Duplex.OFF
     wake_barge_in: bool = True
+    voice_interrupts: bool = True
     preroll_s: float = 2.0
     earcons: bool = False
     log_transcripts: bool = True
@@ -51,7 +52,11 @@ class Policy:
     @property
     def options(self) -> Options:
         """What the state machine decides with."""
-        return Options(wake_barge_in=self.wake_barge_in, max_reconnects=self.max_reconnects)
+        return Options(
+            wake_barge_in=self.wake_barge_in,
+            voice_interrupts=self.voice_interrupts,
+            max_reconnects=self.max_reconnects,
+        )
 
 
 @dataclass(frozen=True)
