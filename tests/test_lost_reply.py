@@ -104,3 +104,37 @@ async def test_talking_over_a_reply_stops_it_after_a_handover(
     assert states[states.index(State.SPEAKING) + 1] is State.INTERRUPTED  # stopped at once
     assert rig.sink.flushed_at[0] < byte_count(5.0, OUTPUT_RATE)
     assert len(emulator.store.sessions) == 1  # the same session, resumed
+
+
+async def test_a_session_the_service_will_not_resume_starts_afresh_and_hears_the_question(
+    start_emulator: StartEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    question = speech(1.5, frequency_hz=500)
+    audio = silence(0.5, INPUT_RATE) + question + silence(3.0, INPUT_RATE)
+    # Handles expire the moment their socket closes: the resume is refused (1008).
+    emulator = await start_emulator(resumption_ttl_s=0.0)
+    rig = await rig_factory(emulator, audio)
+    rig.controller.backoff = RecordingBackoff(initial_s=0.05, uniform=lambda: 0.0)
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await emulator.timeline.wait_for("vad.start")
+    await asyncio.sleep(0.5)  # in the middle of the question
+    await emulator.inject(Fault.INTERNAL_ERROR)
+    await rig.reach(State.LISTENING, count=3, within_s=15)  # back, then answered
+    [refused] = [c for c in emulator.timeline.of("close") if c.data["code"] == 1008]
+    assert refused.connection == 2
+    assert len(emulator.store.sessions) == 2  # the refused resume, then a new session
+    assert bytes(rig.sink.played) == resample(question, INPUT_RATE, OUTPUT_RATE)
+    assert State.ERROR not in rig.controller.record.states
+
+
+async def test_a_working_session_ended_with_1008_reconnects_instead_of_failing(
+    emulator: LiveEmulator, rig_factory: Callable[..., "asyncio.Future[Rig]"]
+) -> None:
+    rig = await rig_factory(emulator, QUESTION)
+    rig.controller.backoff = RecordingBackoff(initial_s=0.05, uniform=lambda: 0.0)
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.LISTENING)
+    await emulator.inject(Fault.NOT_FOUND)  # as after some tool responses
+    await rig.reach(State.LISTENING, count=2, within_s=15)
+    assert State.ERROR not in rig.controller.record.states
+    assert len(emulator.store.sessions) == 1  # resumed

@@ -20,6 +20,7 @@ FAULT_CLOSES = {
     Fault.UNAVAILABLE: wire.UNAVAILABLE,
     Fault.QUOTA: wire.QUOTA,
     Fault.NORMAL_CLOSE: wire.NORMAL,
+    Fault.NOT_FOUND: wire.NOT_FOUND,
 }
 #: Runs work in the background of the connection, ending with it: ``spawn(work, name)``.
 Spawn = Callable[[Awaitable[None], str], None]

@@ -14,6 +14,9 @@ class Fault(enum.Enum):
     UNAVAILABLE = "unavailable"  # close 1011 "The service is currently unavailable."
     QUOTA = "quota"  # close 1011 "You exceeded your current quota, ..."
     NORMAL_CLOSE = "normal-close"  # close 1000 with an empty reason
+    NOT_FOUND = (
+        "not-found"  # close 1008 "Requested entity was not found." (seen after tool responses)
+    )
     DROP = "drop"  # abrupt TCP drop: no close frame (the SDK reports 1006)
     MALFORMED = "malformed"  # a frame that is not JSON
     UNKNOWN_ONLY = "unknown-only"  # a message with only an unknown top-level key

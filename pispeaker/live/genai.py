@@ -292,13 +292,14 @@ def _seconds(time_left: str | None) -> float:
 _QUOTA_WORDS = ("quota", "exhausted")
 
 
-def classify(error: BaseException) -> Failure:
-    """Classify an exception raised by connecting to, sending to or receiving from a session.
+def classify(error: BaseException, started: bool = False) -> Failure:
+    """Classify an exception raised by connecting to, sending to or receiving from a session
+    (``started``: after its setup was accepted).
 
     Anything else is a bug in pispeaker, not a network or service failure: it is re-raised.
     """
     if isinstance(error, errors.APIError):
-        return _close(error.code, str(error.details or ""))
+        return _close(error.code, str(error.details or ""), started)
     if isinstance(error, websockets.InvalidStatus):
         return _http(error.response.status_code)
     if isinstance(error, ssl.SSLCertVerificationError):
@@ -314,7 +315,7 @@ def classify(error: BaseException) -> Failure:
     raise error
 
 
-def _close(code: int, reason: str) -> Failure:
+def _close(code: int, reason: str, started: bool) -> Failure:
     if code == 1007 and "api key" in reason.lower():
         return Failure(
             Kind.FATAL,
@@ -323,6 +324,10 @@ def _close(code: int, reason: str) -> Failure:
         )
     if code == 1007:
         return Failure(Kind.FATAL, f"the Live API rejected the request (1007: {reason})", code)
+    if code == 1008 and started:  # e.g. "Requested entity was not found" after a tool response
+        return Failure(
+            Kind.TRANSIENT, f"the Live API ended a working session (1008: {reason})", code
+        )
     if code == 1008:
         return Failure(
             Kind.FATAL,

@@ -23,6 +23,7 @@ from pispeaker.live.port import (
     Crashed,
     Grounded,
     Interrupted,
+    Kind,
     Lost,
     Message,
     ModelAudio,
@@ -84,6 +85,7 @@ class LiveLink:
         self._deadline: asyncio.Timeout | None = None
         self._in_turn = False
         self._handover_now = False
+        self._started = False  # the current connection's setup was accepted
         self._odd = b""  # a reply chunk's last byte, when it split a sample
         self.handle: str | None = None
         self.sent_bytes = 0
@@ -157,19 +159,31 @@ class LiveLink:
             task.add_done_callback(self._closing.discard)
 
     async def _run(self, handle: str | None) -> None:
-        """Connect, and keep handing over to a resumed session for as long as goAway asks."""
-        try:
-            while await self._connect_once(handle):
-                handle = self.handle
-        except Exception as error:  # noqa: BLE001 - classified; bugs are re-raised by classify
-            self._report(Lost(genai.classify(error)))
+        """Connect, and keep handing over to a resumed session for as long as goAway asks;
+        when the service refuses to resume, start afresh (the new session hears the user's
+        turn again)."""
+        while True:
+            try:
+                await self._connect_once(handle)
+            except Exception as error:  # noqa: BLE001 - classified; bugs are re-raised by classify
+                failure = genai.classify(error, started=self._started)
+                if handle is None or self._started or failure.kind is Kind.TRANSIENT:
+                    self._report(Lost(failure))
+                    return
+                log.warning(
+                    "the Live API refused to resume the session (close %s); starting afresh, "
+                    "and the new session hears the user's turn again",
+                    failure.code,
+                )
+                self.handle = None
+            handle = self.handle  # a handover: goAway asked for a resumed session
 
     async def _connect_once(self, handle: str | None) -> bool:
         """Serve one session; True when it ended for a handover."""
-        self._in_turn = self._handover_now = False
+        self._in_turn = self._handover_now = self._started = False
         tools, instruction = list(self._tools.values()), self._instruction()
         async with genai.connect(self._client, self._live, handle, tools, instruction) as session:
-            self._session = session
+            self._session, self._started = session, True
             if handle is None:
                 self._replay_turn()
             self._report(Ready(resumed=handle is not None))
