@@ -46,6 +46,7 @@ class Event(enum.Enum):
     MODEL_AUDIO = "model audio"  # reply audio arrived
     TURN_COMPLETE = "turn complete"  # the model's turn is over (its audio may still play)
     REPLY_DONE = "reply done"  # turnComplete arrived and the reply has finished playing
+    REPLY_STALLED = "reply stalled"  # its audio played out, and no more came nor its end
     SERVER_INTERRUPTED = "server interrupted"  # the server cut its reply (voice barge-in)
     REASONING_STARTED = "reasoning started"  # the model reasons on after this turn
     REASONING_DONE = "reasoning done"  # its last turn of the request is coming or came
@@ -350,6 +351,8 @@ _RULES: dict[tuple[State, Event], Rule] = {
     (State.THINKING, Event.SERVER_INTERRUPTED): _to(State.LISTENING, Effect.START_FOLLOW_UP),
     **_while_playing(Event.MODEL_AUDIO, _unless_dropping(_play)),
     **_while_playing(Event.REPLY_DONE, _reply_done),
+    # A service that stopped answering with its socket open is as good as gone.
+    **_while_playing(Event.REPLY_STALLED, _connection_lost),
     **_while_playing(Event.SERVER_INTERRUPTED, _to(State.INTERRUPTED, *_BARGE_IN)),
     **_while_playing(Event.BUTTON_PRESS, _to(State.INTERRUPTED, *_BARGE_IN)),
     **_while_playing(Event.WAKE_WORD, _wake_barge_in),

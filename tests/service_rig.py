@@ -79,6 +79,7 @@ class Daemon:
     notes: NotifyListener
     log_path: Path
     microphone: PacedWriter
+    speaker: PacedReader
     config_path: Path
     journal: FakeJournal | None = None
 
@@ -181,7 +182,7 @@ class ServiceRig:
                 env["JOURNAL_STREAM"] = f"{status.st_dev}:{status.st_ino}"
             process = await asyncio.create_subprocess_exec(*command, env=env, stderr=log)
         self.stack.push_async_callback(_stopped, process)
-        daemon = Daemon(process, notes, log_path, microphone, config_path, fake_journal)
+        daemon = Daemon(process, notes, log_path, microphone, speaker, config_path, fake_journal)
         self.started.append(daemon)
         return daemon
 

@@ -9,6 +9,7 @@ import pytest
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, silence
 from pispeaker.audio.resample import resample
 from pispeaker.controller import Policy
+from pispeaker.conversation import routing
 from pispeaker.conversation.core import Change, Duplex
 from pispeaker.emulator import Fault, LiveEmulator, Reply
 from pispeaker.states import Effect, Event, State
@@ -138,3 +139,46 @@ async def test_a_working_session_ended_with_1008_reconnects_instead_of_failing(
     await rig.reach(State.LISTENING, count=2, within_s=15)
     assert State.ERROR not in rig.controller.record.states
     assert len(emulator.store.sessions) == 1  # resumed
+
+
+async def test_a_reply_that_stops_coming_with_the_socket_open_is_a_lost_connection(
+    start_emulator: StartEmulator,
+    rig_factory: Callable[..., "asyncio.Future[Rig]"],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(routing, "REPLY_STALL_S", 0.5)
+    emulator = await start_emulator(pace=0.0, playback_hold=1.0)
+    emulator.script.push(Reply(audio="tone", seconds=2.0), Reply())
+    rig = await rig_factory(emulator, QUESTION, Policy(follow_up_s=3.0))
+    rig.controller.backoff = RecordingBackoff(initial_s=0.05, uniform=lambda: 0.0)
+    received = record_received(rig)
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.SPEAKING)
+    await emulator.timeline.wait_for("generation.complete")  # the audio is all here
+    await emulator.inject(Fault.STALL)  # ... and its turnComplete will never come
+    await rig.reach(State.LISTENING, count=2, within_s=20)  # played out, reconnected
+    assert bytes(rig.sink.played) == bytes(received)
+    assert rig.sink.flushed_at == []
+    assert Effect.EARCON_CUT in rig.controller.record.effects
+    assert Effect.RECONNECT in rig.controller.record.effects
+    assert "the reply stopped coming" in caplog.text
+    assert len(emulator.timeline.of("connect")) >= 2
+    assert len(emulator.store.sessions) == 1  # resumed
+
+
+async def test_a_setup_the_service_never_answers_times_out_and_the_next_hears_the_question(
+    start_emulator: StartEmulator,
+    rig_factory: Callable[..., "asyncio.Future[Rig]"],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    question = speech(1.0, frequency_hz=500)
+    audio = silence(0.3, INPUT_RATE) + question + silence(6.0, INPUT_RATE)
+    emulator = await start_emulator(unanswered_setups=frozenset({1}))
+    rig = await rig_factory(emulator, audio, live_settings={"connect_timeout_s": 1.0})
+    rig.controller.backoff = RecordingBackoff(initial_s=0.05, uniform=lambda: 0.0)
+    rig.controller.dispatch(Event.BUTTON_PRESS)
+    await rig.reach(State.LISTENING, count=2, within_s=20)  # connected at last, answered
+    assert "live.connect_timeout_s" in caplog.text
+    assert [e.connection for e in emulator.timeline.of("setup.unanswered")] == [1]
+    assert bytes(rig.sink.played) == resample(question, INPUT_RATE, OUTPUT_RATE)

@@ -94,7 +94,7 @@ class Conversation:
         self.last_error: str | None = None
         self._options = policy.options
         self._tasks = tasks
-        self._sleep = sleep
+        self.sleep = sleep  # the clock timers wait on (a fake one in tests)
         self._state_timers: set[str] = set()
         self._conversation_timers: set[str] = set()
         self._entries = Counter({State.IDLE: 1})
@@ -157,7 +157,7 @@ class Conversation:
         self._state_timers.add(name)
 
     async def _after(self, seconds: float, event: Event) -> None:
-        await self._sleep(seconds)
+        await self.sleep(seconds)
         self.dispatch(event)
 
     def entries(self, state: State) -> int:

@@ -10,6 +10,7 @@ audio is played at the set volume, ducked while the machine says so (DUCKED); wh
 played is the echo canceller's reference.
 """
 
+import logging
 import time
 
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, tone
@@ -23,6 +24,12 @@ from pispeaker.states import CONVERSATION, PLAYING, Event, State, Uplink, uplink
 from pispeaker.wake.detector import Detection
 from pispeaker.wake.listener import WakeListener
 
+log = logging.getLogger(__name__)
+
+#: A reply whose audio has played out and whose turn has not ended this long after is
+#: stalled: the service stopped answering with its socket open (it sends turnComplete as
+#: soon as generation ends, and tool calls come before their pause, not in it).
+REPLY_STALL_S = 10.0
 #: Seconds of played audio kept as a record of what the speaker said.
 REFERENCE_S = 2.0
 #: The gain of a ducked reply: 20 dB down, quiet enough to hear the user over it.
@@ -119,7 +126,10 @@ class AudioRouter:
         """Nothing heard while MUTED may be used: the pre-roll is emptied on the way in,
         and the wake word starts afresh on the way out (its audio has a gap). The reply is
         ducked exactly while DUCKED; the voice detector starts afresh with a reply and with
-        the user's turn (not from DUCKED to SPEAKING or back: that is the same sound)."""
+        the user's turn (not from DUCKED to SPEAKING or back: that is the same sound).
+        A tool call in the reply is why its audio may pause: no stall then."""
+        if change.event is Event.MODEL_TOOL_CALL:
+            self._conversation.stop_timer("reply-stall")
         if not change.moved:
             return
         after, before = change.after.state, change.before.state
@@ -130,6 +140,7 @@ class AudioRouter:
             self.ear.tell_withheld()
         else:
             self.held.clear()  # a reply that ended or was stopped: its sounds were not words
+            self._conversation.stop_timer("reply-stall")
         if after not in CONVERSATION:  # what the speaker plays now is nobody's echo to cancel
             self.ear.dropped(time.monotonic())
         if after is State.MUTED:
@@ -140,15 +151,18 @@ class AudioRouter:
     # -- playback --------------------------------------------------------------------------
 
     def play(self, change: Change) -> None:
-        """Play the reply audio that came with MODEL_AUDIO."""
+        """Play the reply audio that came with MODEL_AUDIO; unless the turn has ended by
+        then, REPLY_STALLED ``REPLY_STALL_S`` after it has played."""
         assert isinstance(change.cause, bytes)  # PLAY_AUDIO comes with the audio
         self._sink.write(self._volume.apply(change.cause))
         self._replies_written += 1
+        self._conversation.in_conversation("reply-stall", self._stall())
 
     def flush(self, _change: Change) -> None:
         """Stop playing at once: queued and device audio are dropped, and the wait for the
         reply's end with them."""
         self._tasks.cancel("reply-done")
+        self._conversation.stop_timer("reply-stall")
         self._sink.flush()
         self.ear.dropped(time.monotonic())
 
@@ -156,6 +170,7 @@ class AudioRouter:
         """REPLY_DONE once the last sample of reply audio has played: that of this turn, and
         of any turn whose audio comes while it plays (the service may end a turn before its
         audio has played, and the next may follow at once)."""
+        self._conversation.stop_timer("reply-stall")
         self._tasks.start("reply-done", self._reply_done())
 
     def _played(self, pcm: bytes, heard_at: float) -> None:
@@ -165,6 +180,16 @@ class AudioRouter:
         self.reference.append(pcm)
         if self._conversation.status.state in PLAYING:
             self.ear.played(pcm, heard_at)
+
+    async def _stall(self) -> None:
+        await self._sink.drain()
+        await self._conversation.sleep(REPLY_STALL_S)
+        log.warning(
+            "the reply stopped coming: its turn did not end within %g s of its last audio "
+            "playing; reconnecting",
+            REPLY_STALL_S,
+        )
+        self._conversation.dispatch(Event.REPLY_STALLED)
 
     async def _reply_done(self) -> None:
         written = -1

@@ -42,9 +42,14 @@ class Channel:
         self.number = number
         self.shared = shared
         self.session: Session | None = None
+        self.stalled = False  # the service has gone silent: nothing more is sent
 
     async def send(self, kind: str, body: dict[str, Any], **extra: Any) -> None:
-        """Send one server message; ``extra`` are top-level companions like usageMetadata."""
+        """Send one server message; ``extra`` are top-level companions like usageMetadata.
+        Once ``stalled``, wait instead until the socket closes."""
+        if self.stalled:
+            await self.ws.wait_closed()
+            return
         await self.ws.send(wire.server_message(kind, body, **extra))
 
     async def close(self, close: wire.Close) -> None:

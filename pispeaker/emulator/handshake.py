@@ -115,6 +115,10 @@ class SetupGate:
             await self.channel.close(rejection)
             return None
         config = SessionConfig.from_setup(setup, self.options.default_silence_ms)
+        if self.handshake.number in self.options.unanswered_setups:
+            self.channel.record("setup.unanswered")
+            await self.channel.ws.wait_closed()  # a service that never completes the setup
+            return None
         await self._complete(setup, config)
         return config
 

@@ -21,6 +21,7 @@ FAULT_CLOSES = {
     Fault.QUOTA: wire.QUOTA,
     Fault.NORMAL_CLOSE: wire.NORMAL,
     Fault.NOT_FOUND: wire.NOT_FOUND,
+    Fault.DEADLINE: wire.DEADLINE,
 }
 #: Runs work in the background of the connection, ending with it: ``spawn(work, name)``.
 Spawn = Callable[[Awaitable[None], str], None]
@@ -53,6 +54,8 @@ class Lifetime:
             await ws.send(b"{this is not json")
         elif fault is Fault.UNKNOWN_ONLY:
             await ws.send(b'{"someFutureMessage": {}}')
+        elif fault is Fault.STALL:
+            self.channel.stalled = True
         elif fault is Fault.GO_AWAY:
             await self._go_away(self.options.go_away_lead_s)
         elif fault is Fault.SLOW_PONGS:

@@ -20,6 +20,8 @@ class Fault(enum.Enum):
     DROP = "drop"  # abrupt TCP drop: no close frame (the SDK reports 1006)
     MALFORMED = "malformed"  # a frame that is not JSON
     UNKNOWN_ONLY = "unknown-only"  # a message with only an unknown top-level key
+    DEADLINE = "deadline"  # close 1011 "Deadline expired ..." with no goAway before it
+    STALL = "stall"  # the service sends nothing more; the socket stays open (pongs too)
     GO_AWAY = "go-away"  # the connection lifetime ends now: goAway, then 1011 after the lead
     SLOW_PONGS = "slow-pongs"  # answer keepalive pings late
     NO_PONGS = "no-pongs"  # never answer keepalive pings
@@ -75,5 +77,7 @@ class EmulatorOptions:
     reject_media_chunks: bool = True
     slow_pong_s: float = 30.0
     faults: tuple[ScheduledFault, ...] = ()
+    #: Connections (by number, 1-based) whose setup is read but never answered.
+    unanswered_setups: frozenset[int] = frozenset()
     default_reply: Reply = field(default_factory=Reply)
     timeline_path: Path | None = None

@@ -6,6 +6,7 @@ The same code talks to the real service and to the emulator: only ``live.base_ur
 ``live.api_version`` and ``live.ca_file`` differ.
 """
 
+import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
@@ -215,7 +216,13 @@ async def connect(
     """Open a session of ``live.model`` (resuming ``handle`` if given) declaring ``tools``,
     with ``instruction`` as its system instruction."""
     config = connect_config(live, handle, tools, instruction)
-    async with client.aio.live.connect(model=live.model, config=config) as session:
+    async with contextlib.AsyncExitStack() as stack:
+        # websockets' open_timeout bounds the handshake; this also bounds the setup, which
+        # a service may accept and never answer (TimeoutError: transient, reconnect).
+        async with asyncio.timeout(live.connect_timeout_s):
+            session = await stack.enter_async_context(
+                client.aio.live.connect(model=live.model, config=config)
+            )
         yield Session(session)
 
 
@@ -308,7 +315,11 @@ def classify(error: BaseException, started: bool = False) -> Failure:
             f"the Live API's TLS certificate is not trusted ({error.verify_message}); "
             "check live.base_url, or set live.ca_file for a private endpoint",
         )
-    if isinstance(error, websockets.ConnectionClosed | OSError | TimeoutError):
+    if isinstance(error, TimeoutError):
+        return Failure(
+            Kind.TRANSIENT, "the Live API did not complete the setup within live.connect_timeout_s"
+        )
+    if isinstance(error, websockets.ConnectionClosed | OSError):
         return Failure(Kind.TRANSIENT, f"connection failed: {error!r}")
     if isinstance(error, ValueError | TypeError):  # the SDK's answer to a malformed message
         return Failure(Kind.TRANSIENT, f"malformed message from the Live API: {error}")

@@ -90,6 +90,7 @@ class LiveLink:
         self.handle: str | None = None
         self.sent_bytes = 0
         self.dropped_bytes = 0
+        self._counted = (0, 0)  # sent and dropped bytes when the last conversation ended
         #: Marks "uplink.sent" (the chunk) once a chunk is handed to the websocket,
         #: "downlink.audio" (the audio) and "downlink.interrupted" as they come out of the SDK.
         self.mark: Mark | None = None
@@ -108,6 +109,7 @@ class LiveLink:
         """End the conversation at once: cancel the connection, forget unsent audio and the
         handle. The connection finishes closing in the background; ``close`` waits for it."""
         self._cancel_connection()
+        self._log_uplink()
         self._outbox.clear()
         self._forget_replay()
         self._queued = 0
@@ -118,6 +120,18 @@ class LiveLink:
         self.stop()
         if self._closing:
             await asyncio.wait(self._closing)
+
+    def _log_uplink(self) -> None:
+        """Account for the conversation's microphone audio: sent, dropped, never sent."""
+        sent, dropped = self.sent_bytes - self._counted[0], self.dropped_bytes - self._counted[1]
+        if sent or dropped or self._queued:
+            log.info(
+                "uplink: %d bytes sent, %d dropped, %d unsent at the end",
+                sent,
+                dropped,
+                self._queued,
+            )
+        self._counted = (self.sent_bytes, self.dropped_bytes)
 
     def send_audio(self, pcm: bytes) -> None:
         """Queue 16 kHz s16le microphone audio; it is sent once a session is ready."""
