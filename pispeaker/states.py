@@ -116,8 +116,9 @@ class Status:
       ends without either is declined: what it heard was not for the speaker);
     - ``overdue``: follow_up_s have passed since the last answer ended: a declined turn now
       ends the conversation (people talking among themselves, not to the speaker);
-    - ``cut``: the connection was lost before the reply playing was complete: once what
-      was received has played, an earcon says the rest is missing.
+    - ``cut``: the connection was lost before the answer in progress was complete: once
+      what was received has played (or the session is back, if nothing was), an earcon
+      says the rest is missing.
 
     A reply goes on playing while the link reconnects (``reconnects`` > 0 in SPEAKING or
     DUCKED); the user's turn after it waits in CONNECTING until the session is back.
@@ -245,9 +246,10 @@ def _session_ready(status: Status, _options: Options) -> Transition:
     """A new or resumed session: reconnecting worked, and no turn (or reasoning) of the old
     one goes on."""
     fresh = replace(status, dropping=False, reconnects=0, reasoning=False, answering=False)
-    if status.state is State.CONNECTING:
-        return replace(fresh, state=State.LISTENING), _AFTER_ANSWER
-    return fresh, ()
+    if status.state is State.CONNECTING:  # an answer the loss cut off is told now
+        cut = (Effect.EARCON_CUT,) if status.cut else ()
+        return replace(fresh, state=State.LISTENING, cut=False), (*cut, *_AFTER_ANSWER)
+    return fresh, ()  # a reply still plays: its end tells of its cut
 
 
 def _connection_lost(status: Status, options: Options) -> Transition:
@@ -266,6 +268,7 @@ def _connection_lost(status: Status, options: Options) -> Transition:
         closing=False,
         dropping=status.dropping or bool(flush),
         reconnects=status.reconnects + 1,
+        cut=status.cut or status.answering,  # e.g. lost after a tool call, before its answer
     )
     return connecting, (*flush, Effect.RECONNECT)
 

@@ -362,6 +362,17 @@ def test_a_reply_plays_on_through_a_lost_connection_and_its_cut_is_told() -> Non
     assert steps[2][0] == Status(State.LISTENING)
 
 
+def test_an_answer_lost_before_any_of_it_played_is_told_when_the_session_is_back() -> None:
+    # The model called a tool; the connection failed before its answer came.
+    thinking = Status(State.THINKING, answering=True)
+    steps = _run(thinking, Event.CONNECTION_LOST, Event.SESSION_READY)
+    assert steps[0][0].cut
+    assert steps[1] == (Status(State.LISTENING), (Effect.EARCON_CUT, *_AFTER_ANSWER))
+    # Nothing was on its way: no earcon.
+    steps = _run(Status(State.THINKING), Event.CONNECTION_LOST, Event.SESSION_READY)
+    assert steps[1] == (Status(State.LISTENING), _AFTER_ANSWER)
+
+
 def test_a_reply_whose_turn_had_ended_plays_out_without_the_cut_earcon() -> None:
     steps = _run(Status(State.SPEAKING), Event.CONNECTION_LOST, Event.SESSION_READY)
     assert steps[-1][0] == Status(State.SPEAKING)  # back before the reply had played out

@@ -43,7 +43,9 @@ class ClientInput:
         self.session = session
         self.responder = responder
         self.tools = tools
-        self.vad = EnergyVad(config.vad)
+        if session.vad is None or session.vad.settings != config.vad:
+            session.vad = EnergyVad(config.vad)
+        self.vad = session.vad
         self._activity: list[bytes] | None = None  # audio since activityStart, if marked
         self._handlers: dict[str, Handler] = {
             "realtimeInput": self._on_realtime_input,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pispeaker.emulator import wire
+from pispeaker.emulator.vad import EnergyVad
 
 Role = Literal["user", "model", "tool"]
 
@@ -35,6 +36,10 @@ class Session:
     downloaded_audio_bytes: int = 0
     connection: int | None = None
     detached_at: float | None = None
+    #: The voice detector, with the user's unfinished utterance: a session resumed after a
+    #: lost connection keeps what it heard of the turn in progress, as it keeps its context
+    #: (the real service's handling of a half-heard turn is unverified).
+    vad: EnergyVad | None = None
 
 
 class ResumeRejected(Exception):
