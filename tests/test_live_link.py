@@ -3,11 +3,13 @@
 import asyncio
 
 import pytest
+import websockets
 
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count
 from pispeaker.audio.resample import resample
 from pispeaker.config import LiveConfig
 from pispeaker.emulator import Fault, LiveEmulator, Reply, ScheduledFault, ToolCall
+from pispeaker.live import genai
 from pispeaker.live.link import LiveLink
 from pispeaker.live.port import (
     Interrupted,
@@ -121,6 +123,28 @@ async def test_tool_requests_are_reported_and_answered(emulator: LiveEmulator) -
     await link.respond(request, {"output": "10:42"})
     await recorder.wait_for(TurnComplete)
     assert len(recorder.audio()) == byte_count(0.2, OUTPUT_RATE)
+    await link.close()
+
+
+async def test_a_tool_answer_the_closing_socket_refuses_is_dropped_not_raised(
+    emulator: LiveEmulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The socket can close between the receiver's last message and the tool's answer; the
+    # receiver meets the loss itself, so the tool task must not crash the conversation.
+    emulator.script.push(Reply(audio="tone", seconds=0.2, tool_calls=(ToolCall("get_local_time"),)))
+    recorder = Recorder()
+    link = _link(emulator, recorder)
+    link.send_audio(padded(speech(0.4)))
+    link.open()
+    request = await recorder.wait_for(ToolRequest)
+    assert isinstance(request, ToolRequest)
+
+    async def closed(*_: object) -> None:
+        raise websockets.ConnectionClosedError(None, None)
+
+    monkeypatch.setattr(genai.Session, "respond", closed)
+    await link.respond(request, {"output": "10:42"})
+    assert "tool get_local_time answered as its session failed" in caplog.text
     await link.close()
 
 

@@ -9,7 +9,8 @@ Use it as an async context manager::
             async_client_args={"ssl": client_context(emulator.ca_file)}))
 
 Tests and benchmarks script it (``script``), inspect it (``timeline``, ``store``) and break
-it on demand (``inject``, ``reject_upgrades``, ``EmulatorOptions.faults``).
+it on demand (``inject``, ``reject_upgrades``, ``EmulatorOptions.faults``, and frames sent
+as-is: ``send_raw``, ``send_raw_first``).
 """
 
 import asyncio
@@ -21,10 +22,11 @@ from types import TracebackType
 from urllib.parse import parse_qs
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from pispeaker.emulator.certs import TlsMaterial, issue_tls
-from pispeaker.emulator.channel import Shared
+from pispeaker.emulator.channel import Channel, Shared
 from pispeaker.emulator.connection import LiveConnection
 from pispeaker.emulator.handshake import Handshake
 from pispeaker.emulator.options import EmulatorOptions, Fault
@@ -75,6 +77,7 @@ class LiveEmulator:
         self._server: Server | None = None
         self._accepted = 0
         self._upgrade_status: int | None = None
+        self._first_frames: list[bytes | str] = []
         self._shared = Shared(self.options, self.script, self.store, self.timeline)
 
     async def __aenter__(self) -> "LiveEmulator":
@@ -145,6 +148,17 @@ class LiveEmulator:
         targets = [c for n, c in self.connections.items() if connection in (None, n)]
         await asyncio.gather(*(target.apply(fault) for target in targets))
 
+    async def send_raw(self, frame: bytes | str, connection: int | None = None) -> int:
+        """Send ``frame`` as-is (bytes in a binary frame, str in a text frame) on connection
+        number ``connection``, or on every open one; how many took it (a closed one did not)."""
+        targets = [c for n, c in list(self.connections.items()) if connection in (None, n)]
+        return sum([await _send_raw(target.channel, frame) for target in targets])
+
+    def send_raw_first(self, frame: bytes | str) -> None:
+        """Send ``frame`` as-is on the next connection, before its setup is read: the SDK
+        takes it for the answer to its setup, and ``setupComplete`` comes second."""
+        self._first_frames.append(frame)
+
     def reject_upgrades(self, status: int | None) -> None:
         """Answer new upgrade requests with HTTP ``status`` (e.g. 429), or accept them (None)."""
         self._upgrade_status = status
@@ -165,7 +179,20 @@ class LiveEmulator:
         assert handshake is not None  # _check_request refused other paths
         connection = LiveConnection(ws, handshake, self._shared)
         self.connections[handshake.number] = connection
+        first, self._first_frames = self._first_frames, []
         try:
+            for frame in first:
+                await _send_raw(connection.channel, frame)
             await connection.serve()
         finally:
             del self.connections[handshake.number]
+
+
+async def _send_raw(channel: Channel, frame: bytes | str) -> int:
+    """Send one frame as-is and record it ("raw": its size and type); 0 if the socket closed."""
+    try:
+        await channel.ws.send(frame)
+    except ConnectionClosed:
+        return 0  # the client left first; the connection records its own end
+    channel.record("raw", size=len(frame), binary=isinstance(frame, bytes))
+    return 1

@@ -8,6 +8,9 @@ The same code talks to the real service and to the emulator: only ``live.base_ur
 
 import asyncio
 import contextlib
+import logging
+import math
+import re
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
@@ -30,7 +33,13 @@ from pispeaker.live.port import (
 )
 from pispeaker.tools import Tool
 
+log = logging.getLogger(__name__)
+
 INPUT_MIME = "audio/pcm;rate=16000"
+#: Unreadable server messages in a row that end a session: fewer are skipped (each with a
+#: warning), so one broken message costs nothing; a stream of them means a broken connection,
+#: which a reconnect (a malformed-message failure, transient) may mend.
+UNREADABLE_LIMIT = 20
 #: The SDK's client, for those that hold one without speaking the SDK.
 Client = genai.Client
 
@@ -199,9 +208,23 @@ class Session:
         await self._session.close()
 
     async def receive(self) -> AsyncIterator[Message]:
-        """Every server message, translated, until the session ends (it raises then)."""
-        while True:  # the SDK's receive() ends after every turnComplete
-            async for message in self._session.receive():
+        """Every server message, translated, until the session ends (it raises then).
+
+        A message the SDK cannot read is skipped with a warning (UNREADABLE_LIMIT of them in
+        a row end the session as a malformed-message failure).
+        """
+        unreadable = 0
+        while True:  # the SDK's receive() ends after every turnComplete, and on an error
+            messages = aiter(self._session.receive())
+            while True:
+                try:
+                    message = await anext(messages)
+                except StopAsyncIteration:
+                    break
+                except Exception as error:  # noqa: BLE001 - _skip re-raises all but unreadable
+                    unreadable = _skip(error, unreadable + 1)
+                    break
+                unreadable = 0
                 yield translate(message)
 
 
@@ -220,32 +243,74 @@ async def connect(
         # websockets' open_timeout bounds the handshake; this also bounds the setup, which
         # a service may accept and never answer (TimeoutError: transient, reconnect).
         async with asyncio.timeout(live.connect_timeout_s):
-            session = await stack.enter_async_context(
-                client.aio.live.connect(model=live.model, config=config)
-            )
+            connecting = client.aio.live.connect(model=live.model, config=config)
+            session = await _setup_answered(stack, connecting)
         yield Session(session)
 
 
+async def _setup_answered(
+    stack: contextlib.AsyncExitStack, connecting: contextlib.AbstractAsyncContextManager[Any]
+) -> AsyncSession:
+    """Enter ``connecting``. The SDK takes the first message for the answer to the setup;
+    one it cannot read fails the connection as a malformed message (ValueError, transient),
+    as it does later in the session: also JSON that is not an object (AttributeError) or is
+    nested too deeply (RecursionError), which would otherwise pass for bugs."""
+    try:
+        session: AsyncSession = await stack.enter_async_context(connecting)
+    except (AttributeError, RecursionError) as error:
+        raise ValueError(f"the answer to the setup cannot be read: {error!r}") from error
+    return session
+
+
+def _skip(error: Exception, unreadable: int) -> int:
+    """Skip the message the SDK raised ``error`` for, with a warning; ``unreadable`` counts
+    this one and those before it in a row. Raise ``error`` itself if it is no unreadable
+    message (a close, a lost connection), a ValueError once there were UNREADABLE_LIMIT."""
+    if not _unreadable(error):
+        raise error
+    what = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+    if unreadable >= UNREADABLE_LIMIT:
+        raise ValueError(f"{unreadable} unreadable messages in a row, the last: {what}")
+    log.warning("skipped a message from the Live API that cannot be read (%s)", what)
+    return unreadable
+
+
+def _unreadable(error: Exception) -> bool:
+    """Whether the SDK raised ``error`` for one message it could not read, the connection
+    still open: not JSON (ValueError), JSON too deeply nested (RecursionError), not an
+    object (AttributeError, TypeError), no known field (TypeError, or an APIError with the
+    message itself as details when it has a numeric "code": an error reported in a
+    message, not a close), a field of the wrong type (pydantic's ValueError, or an
+    AttributeError from the SDK's enum lookup)."""
+    if isinstance(error, errors.APIError):
+        return not isinstance(error.details, str)  # a close's details are its reason
+    return isinstance(error, ValueError | TypeError | AttributeError | RecursionError)
+
+
 def translate(message: types.LiveServerMessage) -> Message:
-    """The parts of ``message`` pispeaker acts on."""
+    """The parts of ``message`` pispeaker acts on; parts it cannot use (a goAway's unreadable
+    time, a function call without an id) are logged in one warning."""
     content = message.server_content or _NO_CONTENT
     update = message.session_resumption_update
-    calls = message.tool_call.function_calls or [] if message.tool_call else []
     cancelled = message.tool_call_cancellation
-    return Message(
+    problems: list[str] = []
+    translated = Message(
         interrupted=bool(content.interrupted),
         audio=_audio_of(content),
         transcripts=_transcripts_of(content),
         turn_complete=bool(content.turn_complete),
         model_turn=bool(content.model_turn) or bool(message.tool_call),
-        tool_calls=tuple(ToolRequest(c.id or "", c.name or "", dict(c.args or {})) for c in calls),
+        tool_calls=_calls_of(message.tool_call, problems),
         cancelled_calls=tuple(cancelled.ids or ()) if cancelled else (),
-        go_away_s=_seconds(message.go_away.time_left) if message.go_away else None,
+        go_away_s=_go_away_of(message.go_away, problems),
         handle=update.new_handle if update and update.resumable and update.new_handle else None,
         reasoning=_reasoning_of(content.interaction_status),
         usage=_usage_of(message.usage_metadata),
         search_queries=_queries_of(content.grounding_metadata),
     )
+    if problems:
+        log.warning("a message from the Live API %s", "; ".join(problems))
+    return translated
 
 
 _NO_CONTENT = types.LiveServerContent()  # for messages without one: made once, read only
@@ -284,16 +349,53 @@ def _transcripts_of(content: types.LiveServerContent) -> tuple[Transcript, ...]:
     return tuple(Transcript(who, said.text) for who, said in pairs if said and said.text)
 
 
-def _seconds(time_left: str | None) -> float:
-    """A protobuf Duration as JSON ("12.5s") in seconds."""
-    return float((time_left or "0s").removesuffix("s"))
+def _calls_of(
+    call: types.LiveServerToolCall | None, problems: list[str]
+) -> tuple[ToolRequest, ...]:
+    """The function calls of a toolCall; one without an id cannot be answered (the service
+    matches answers by id, and refuses others), so it is left out."""
+    calls = call.function_calls or [] if call else []
+    for call_without_id in [c for c in calls if not c.id]:
+        problems.append(
+            f"calls {call_without_id.name!r} without an id: ignored, it cannot be answered"
+        )
+    return tuple(ToolRequest(c.id, c.name or "", dict(c.args or {})) for c in calls if c.id)
+
+
+#: A protobuf Duration in JSON: seconds with up to 9 decimals and an "s", e.g. "12.5s".
+_DURATION = re.compile(r"\d+(\.\d{0,9})?s")
+
+
+def _go_away_of(go_away: types.LiveServerGoAway | None, problems: list[str]) -> float | None:
+    """Seconds until the server closes the connection, if ``go_away`` announces it; a time
+    left that cannot be read counts as none left (hand over at once: nothing is sent into a
+    socket about to close)."""
+    if go_away is None:
+        return None
+    seconds = _seconds(go_away.time_left)
+    if seconds is None:
+        problems.append(f"says goAway with a time left of {go_away.time_left!r}: handing over now")
+        return 0.0
+    return seconds
+
+
+def _seconds(time_left: str | None) -> float | None:
+    """A protobuf Duration as JSON ("12.5s") in seconds; None if it is not one. An absent
+    one is 0 s (proto3 leaves out a zero)."""
+    if time_left is None:
+        return 0.0
+    if not _DURATION.fullmatch(time_left):
+        return None
+    seconds = float(time_left.removesuffix("s"))
+    return seconds if math.isfinite(seconds) else None
 
 
 # -- failures: whether trying again soon can help -------------------------------------
 # Transient failures (normal or abnormal closes, internal errors, refused connections,
-# timeouts, a malformed server message) reconnect with the resumption handle after a short
-# backoff. Fatal ones (rejected key, unknown model, exhausted quota, an untrusted certificate)
-# need a person or time: ERROR, a message naming the fix, and a long backoff.
+# timeouts, an unreadable answer to the setup or UNREADABLE_LIMIT unreadable messages in a
+# row) reconnect with the resumption handle after a short backoff. Fatal ones (rejected key,
+# unknown model, exhausted quota, an untrusted certificate) need a person or time: ERROR, a
+# message naming the fix, and a long backoff.
 
 #: Reasons of 1011 closes that retrying soon cannot fix.
 _QUOTA_WORDS = ("quota", "exhausted")
@@ -344,6 +446,13 @@ def _close(code: int, reason: str, started: bool) -> Failure:
             Kind.FATAL,
             f"model or feature not available (1008: {reason}); check live.model (known: "
             f"{known_models()}) and live.api_version",
+            code,
+        )
+    if code == 1006:  # no close frame: nobody said why
+        return Failure(
+            Kind.TRANSIENT,
+            f"the connection dropped (1006: {reason or 'no close frame'}): the network "
+            "failed, or pings went unanswered for live.ping_timeout_s",
             code,
         )
     if any(word in reason.lower() for word in _QUOTA_WORDS):

@@ -148,7 +148,16 @@ class LiveLink:
         if self._session is None:
             log.warning("tool %s answered after its session ended; dropped", request.name)
             return
-        await self._session.respond(request, response, self._scheduling(request.name))
+        try:
+            await self._session.respond(request, response, self._scheduling(request.name))
+        except Exception as error:  # noqa: BLE001 - classified; bugs are re-raised by classify
+            # The receiver meets the same loss and reconnects; the model asks again if it must.
+            failure = genai.classify(error, started=True)
+            log.warning(
+                "tool %s answered as its session failed (%s); dropped",
+                request.name,
+                failure.message,
+            )
 
     def _scheduling(self, name: str) -> str | None:
         """What the model does with the answer: only NON_BLOCKING calls are scheduled."""
@@ -195,6 +204,7 @@ class LiveLink:
     async def _connect_once(self, handle: str | None) -> bool:
         """Serve one session; True when it ended for a handover."""
         self._in_turn = self._handover_now = self._started = False
+        self._odd = b""  # a sample split by a lost session's last chunk is no sound at all
         tools, instruction = list(self._tools.values()), self._instruction()
         async with genai.connect(self._client, self._live, handle, tools, instruction) as session:
             self._session, self._started = session, True
