@@ -2,7 +2,8 @@
 
 The order: the floors (a fresh process); the service (``pispeaker run`` as systemd starts
 it); conversations in real time (latency and CPU); the echo of the replies through a
-simulated room, in real time; conversations back to back (memory).
+simulated room, in real time; background talk; the soak: conversations back to back with
+faults (memory, and what is left behind).
 Every scenario has its own emulator process and ALSA file PCMs in a scratch directory.
 """
 
@@ -21,7 +22,6 @@ from pispeaker.bench.background import measure_background
 from pispeaker.bench.conversation import SPEAKER_CHANNELS, SPEAKER_RATE, measure_conversations
 from pispeaker.bench.echo import TALK_ROOM, measure_echo, scratch_reply
 from pispeaker.bench.figures import Figure, Report, figure_from, machine, now_utc
-from pispeaker.bench.growth import measure_growth
 from pispeaker.bench.rig import (
     BenchError,
     Echo,
@@ -34,6 +34,7 @@ from pispeaker.bench.rig import (
 from pispeaker.bench.room import Room
 from pispeaker.bench.service import measure_service
 from pispeaker.bench.settings import bench_config
+from pispeaker.bench.soak import EmulatorProcess, measure_soak
 from pispeaker.config import Config
 
 #: A USB microphone's native format (rate, channels), for the service scenario.
@@ -49,6 +50,7 @@ class BenchOptions:
     short: bool = False
     conversations: int = 1000
     speed: float = 8.0
+    seed: int = 19  # of the soak's faults: which conversations, which fault, when
 
     @property
     def cycles(self) -> int:
@@ -103,10 +105,10 @@ async def _measure(
     echo = await _echo(config, options, _directory(scratch, "echo"))
     _progress(out, f"background talk in real time: one exchange, then {options.talk_s:g} s")
     background = await _background(config, options, _directory(scratch, "background"))
-    _progress(out, f"memory: {options.warmup + options.conversations} conversations back to back")
-    growth = await _growth(config, options, _directory(scratch, "growth"))
-    measured = {figure.key: figure for figure in service + talk + growth}
-    return [*service, *talk, *echo, *background, *growth, *_against_floors(floor, measured)]
+    _progress(out, f"soak: {options.warmup + options.conversations} conversations with faults")
+    soaked = await _soak(config, options, _directory(scratch, "soak"))
+    measured = {figure.key: figure for figure in service + talk + soaked}
+    return [*service, *talk, *echo, *background, *soaked, *_against_floors(floor, measured)]
 
 
 def _progress(out: TextIO, text: str) -> None:
@@ -198,17 +200,17 @@ async def _background(config: Config, options: BenchOptions, directory: Path) ->
         return await measure_background(settings, endpoint.api_key, mic, options.talk_s)
 
 
-async def _growth(config: Config, options: BenchOptions, directory: Path) -> list[Figure]:
+async def _soak(config: Config, options: BenchOptions, directory: Path) -> list[Figure]:
     mic_path = fifo(directory / "mic")
     with (
-        emulator_process(directory, 0.0, 0.0, 0.0) as endpoint,
         _alsa_config_path(alsa_config(directory, mic_path, Path("/dev/null"))),
         _running(Microphone(mic_path, speed=options.speed)) as mic,
     ):
-        settings = bench_config(config, endpoint, (16_000, 1), (16_000, 1))
-        return await measure_growth(
-            settings, endpoint.api_key, mic, options.warmup, options.conversations
-        )
+        async with EmulatorProcess(directory) as emulator:
+            settings = bench_config(config, emulator.endpoint, (16_000, 1), (16_000, 1))
+            return await measure_soak(
+                settings, emulator, mic, options.warmup, options.conversations, options.seed
+            )
 
 
 class _Part(Protocol):
