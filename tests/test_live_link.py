@@ -10,7 +10,7 @@ from pispeaker.audio.resample import resample
 from pispeaker.config import LiveConfig
 from pispeaker.emulator import Fault, LiveEmulator, Reply, ScheduledFault, ToolCall
 from pispeaker.live import genai
-from pispeaker.live.link import LiveLink
+from pispeaker.live.link import CUT_NOTE, LiveLink
 from pispeaker.live.port import (
     Interrupted,
     Kind,
@@ -145,6 +145,39 @@ async def test_a_tool_answer_the_closing_socket_refuses_is_dropped_not_raised(
     monkeypatch.setattr(genai.Session, "respond", closed)
     await link.respond(request, {"output": "10:42"})
     assert "tool get_local_time answered as its session failed" in caplog.text
+    await link.close()
+
+
+@pytest.mark.parametrize(
+    ("model", "lost_mid_reply", "told"),
+    [
+        ("gemini-3.8-live", True, True),
+        ("gemini-3.8-live", False, False),  # nothing was cut
+        ("gemini-3.1-flash-live-preview", True, False),  # it takes no notes mid-session
+    ],
+)
+async def test_a_resumed_session_is_told_when_the_loss_cut_its_answer_short(
+    start_emulator: StartEmulator, model: str, lost_mid_reply: bool, told: bool
+) -> None:
+    emulator = await start_emulator(pace=1.0)
+    emulator.script.push(Reply(audio="tone", seconds=3.0 if lost_mid_reply else 0.2))
+    recorder = Recorder()
+    link = _link(emulator, recorder, model=model)
+    link.send_audio(padded(speech(0.4)))
+    link.open()
+    await recorder.wait_for(ModelAudio if lost_mid_reply else TurnComplete)
+    await emulator.inject(Fault.INTERNAL_ERROR)
+    await recorder.wait_for(Lost)
+    emulator.reject_upgrades(503)  # the first try to resume fails: the next is told
+    link.open(resume=True)
+    await recorder.wait_for(Lost, count=2)
+    emulator.reject_upgrades(None)
+    link.open(resume=True)
+    await recorder.wait_for(Ready, count=2)
+    link.send_audio(speech(0.1))  # after any note on the same socket: its arrival bounds
+    await emulator.timeline.wait_for("audio.in", lambda event: event.connection == 2)
+    notes = [event.data for event in emulator.timeline.of("client.content", connection=2)]
+    assert notes == ([{"texts": [CUT_NOTE], "turn_complete": False}] if told else [])
     await link.close()
 
 

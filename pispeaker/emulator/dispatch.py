@@ -128,6 +128,9 @@ class ClientInput:
             for part in turn.get("parts", [])
         ]
         self.session.history.extend(HistoryEntry("user", text) for text in texts if text)
+        self.channel.record(
+            "client.content", texts=texts, turn_complete=bool(body.get("turnComplete"))
+        )
         if body.get("turnComplete"):
             await self.responder.barge_in()
             self.responder.queue(UserTurn(text=" ".join(texts)))

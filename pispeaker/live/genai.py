@@ -190,6 +190,12 @@ class Session:
         """Send one chunk of 16 kHz s16le microphone audio."""
         await self._session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=INPUT_MIME))
 
+    async def note(self, text: str) -> None:
+        """Tell the model ``text`` as context, without asking for an answer (clientContent
+        with turnComplete false; only for models whose rules allow ``notes``)."""
+        context = types.Content(role="user", parts=[types.Part(text=text)])
+        await self._session.send_client_content(turns=context, turn_complete=False)
+
     async def respond(
         self, request: ToolRequest, response: dict[str, Any], scheduling: str | None = None
     ) -> None:

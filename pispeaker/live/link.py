@@ -49,6 +49,14 @@ OUTBOX_LIMIT_S = 30.0
 REPLAY_LIMIT_S = 30.0
 
 
+#: Told to a resumed session whose answer the lost connection cut short.
+CUT_NOTE = (
+    "(The connection dropped while you were answering: the user did not hear the end of "
+    "your last answer. If they ask you to go on, continue from where it was cut; do not "
+    "start it again.)"
+)
+
+
 class LiveLink:
     """Owns the Live connection, the uplink outbox and the resumption handle (a ``Link``).
 
@@ -84,6 +92,7 @@ class LiveLink:
         self._session: genai.Session | None = None
         self._deadline: asyncio.Timeout | None = None
         self._in_turn = False
+        self._cut = False  # a turn was cut by a lost session, and the next one is not told yet
         self._handover_now = False
         self._started = False  # the current connection's setup was accepted
         self._odd = b""  # a reply chunk's last byte, when it split a sample
@@ -114,6 +123,7 @@ class LiveLink:
         self._forget_replay()
         self._queued = 0
         self.handle = None
+        self._cut = False
 
     async def close(self) -> None:
         """``stop()``, and wait until every socket it opened is closed."""
@@ -203,6 +213,7 @@ class LiveLink:
 
     async def _connect_once(self, handle: str | None) -> bool:
         """Serve one session; True when it ended for a handover."""
+        self._cut = self._cut or self._in_turn  # the last session's turn never ended
         self._in_turn = self._handover_now = self._started = False
         self._odd = b""  # a sample split by a lost session's last chunk is no sound at all
         tools, instruction = list(self._tools.values()), self._instruction()
@@ -210,6 +221,9 @@ class LiveLink:
             self._session, self._started = session, True
             if handle is None:
                 self._replay_turn()
+            elif self._cut:
+                await self._tell_of_cut(session)
+            self._cut = False
             self._report(Ready(resumed=handle is not None))
             try:
                 return await _first_of(
@@ -222,6 +236,13 @@ class LiveLink:
                 raise
             finally:
                 self._session = None
+
+    async def _tell_of_cut(self, session: genai.Session) -> None:
+        """Tell a resumed session that its last answer was cut short, where the model takes
+        notes: it knows what it said, not what reached the user."""
+        if self._rules.notes:
+            log.info("telling the resumed session that its answer was cut short")
+            await session.note(CUT_NOTE)
 
     async def _send_forever(self, session: genai.Session) -> None:
         while True:

@@ -37,6 +37,7 @@ class ModelRules:
     proactive_audio: Proactive
     affective_dialog: bool
     v1alpha_features: bool  # proactive audio and affective dialog need api_version v1alpha
+    notes: bool  # clientContent mid-session (a note to the model); else only initial history
 
     def runs_async(self, tool: Tool) -> bool:
         """Whether ``tool`` is declared NON_BLOCKING: where the model has both kinds, as the
@@ -53,10 +54,13 @@ GA = ModelRules(
     proactive_audio=Proactive.ALWAYS,
     affective_dialog=False,
     v1alpha_features=False,
+    notes=True,
 )
 #: The other families, by how they differ from the GA model.
 EXTENDED_THINKING = replace(GA, thinking=Thinking.LEVEL, sync_tools=False)
-FLASH_31 = replace(GA, thinking=Thinking.LEVEL, async_tools=False, proactive_audio=Proactive.NEVER)
+FLASH_31 = replace(
+    GA, thinking=Thinking.LEVEL, async_tools=False, proactive_audio=Proactive.NEVER, notes=False
+)
 NATIVE_AUDIO_25 = replace(
     GA,
     thinking=Thinking.BUDGET,
