@@ -111,7 +111,8 @@ async def test_transient_loss_is_reported_and_resume_continues_the_session(
     await link.close()
 
 
-async def test_tool_requests_are_reported_and_answered(emulator: LiveEmulator) -> None:
+async def _tool_requested(emulator: LiveEmulator) -> tuple[LiveLink, Recorder, ToolRequest]:
+    """A link whose session asked for get_local_time, not yet answered."""
     emulator.script.push(Reply(audio="tone", seconds=0.2, tool_calls=(ToolCall("get_local_time"),)))
     recorder = Recorder()
     link = _link(emulator, recorder)
@@ -119,6 +120,11 @@ async def test_tool_requests_are_reported_and_answered(emulator: LiveEmulator) -
     link.open()
     request = await recorder.wait_for(ToolRequest)
     assert isinstance(request, ToolRequest)
+    return link, recorder, request
+
+
+async def test_tool_requests_are_reported_and_answered(emulator: LiveEmulator) -> None:
+    link, recorder, request = await _tool_requested(emulator)
     assert request.name == "get_local_time"
     await link.respond(request, {"output": "10:42"})
     await recorder.wait_for(TurnComplete)
@@ -131,13 +137,7 @@ async def test_a_tool_answer_the_closing_socket_refuses_is_dropped_not_raised(
 ) -> None:
     # The socket can close between the receiver's last message and the tool's answer; the
     # receiver meets the loss itself, so the tool task must not crash the conversation.
-    emulator.script.push(Reply(audio="tone", seconds=0.2, tool_calls=(ToolCall("get_local_time"),)))
-    recorder = Recorder()
-    link = _link(emulator, recorder)
-    link.send_audio(padded(speech(0.4)))
-    link.open()
-    request = await recorder.wait_for(ToolRequest)
-    assert isinstance(request, ToolRequest)
+    link, _, request = await _tool_requested(emulator)
 
     async def closed(*_: object) -> None:
         raise websockets.ConnectionClosedError(None, None)
