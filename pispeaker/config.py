@@ -8,7 +8,9 @@ tree lists every key with its default and is kept in step with these models by a
 
 import difflib
 import json
+import re
 import tomllib
+import urllib.parse
 import zoneinfo
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -563,6 +565,72 @@ class PanelConfig(_Section):
         return looks
 
 
+class McpServerConfig(_Section):
+    """One MCP server whose tools the model may call: a streamable HTTP (or SSE) ``url``, or a
+    local stdio ``command``. Its token is never here: see pispeaker.credentials."""
+
+    name: str = Field(
+        description="Short name (lower case, digits, _): in logs, and the prefix of its tool "
+        "names where they clash with another's.",
+    )
+    url: str = Field(
+        "", description='Its streamable HTTP (or SSE, ending in "/sse") endpoint; "" with command.'
+    )
+    command: list[str] = Field(
+        default_factory=list, description="A local stdio server to start: program and arguments."
+    )
+    token_file: OptionalPath = Field(
+        None,
+        description="A file holding only its bearer token (for url), read at start; the "
+        "systemd credential pispeaker-mcp-NAME comes first.",
+    )
+    allow: list[str] = Field(
+        default_factory=list, description="The tool names to offer; [] offers all it lists."
+    )
+    timeout_s: float = Field(
+        10.0, ge=1.0, le=120.0, description="Longest wait for it to connect or answer a call."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _short_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name):
+            raise ValueError("must be 1-32 lower-case letters, digits or _, starting with a letter")
+        return name
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urllib.parse.urlsplit(url)
+        if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return url
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> "McpServerConfig":
+        if bool(self.url) == bool(self.command):
+            raise ValueError(f"server {self.name!r}: give exactly one of url and command")
+        if self.token_file is not None and self.command:
+            raise ValueError(f"server {self.name!r}: token_file is for url servers only")
+        return self
+
+
+class ToolsConfig(_Section):
+    """Tools beyond the built-in ones: MCP servers, each a [[tools.mcp]] table."""
+
+    mcp: list[McpServerConfig] = Field(
+        default_factory=list, description="MCP servers, each a [[tools.mcp]] table."
+    )
+
+    @field_validator("mcp")
+    @classmethod
+    def _unique_names(cls, servers: list[McpServerConfig]) -> list[McpServerConfig]:
+        names = [server.name for server in servers]
+        if twice := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"each server needs its own name; given twice: {_quoted(twice)}")
+        return servers
+
+
 class LoggingConfig(_Section):
     """What the daemon writes to its log (the journal under systemd)."""
 
@@ -586,6 +654,7 @@ class Config(_Section):
     wake: WakeConfig = Field(default_factory=WakeConfig, description="[wake] section.")
     panel: PanelConfig = Field(default_factory=PanelConfig, description="[panel] section.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="[logging] section.")
+    tools: ToolsConfig = Field(default_factory=ToolsConfig, description="[tools] section.")
 
     def warnings(self) -> list[str]:
         """What is allowed but probably not meant, or should change, in every section."""
@@ -633,11 +702,19 @@ def redacted_toml(config: Config, api_key_status: str) -> str:
         f"# Gemini API key: {' '.join(api_key_status.split())}",
     ]
     for name, section in _sections(config):
+        keys = [(key, value) for key, value in section if key not in DEPRECATED_KEYS]
         lines += ["", f"[{name}]"]
-        lines += [
-            f"{key} = {_toml_value(value)}" for key, value in section if key not in DEPRECATED_KEYS
-        ]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in keys if not _tables(value)]
+        for key, tables in ((key, value) for key, value in keys if _tables(value)):
+            for table in tables:  # an array of tables, e.g. [[tools.mcp]]
+                lines += ["", f"[[{name}.{key}]]"]
+                lines += [f"{field} = {_toml_value(item)}" for field, item in table]
     return "\n".join(lines) + "\n"
+
+
+def _tables(value: object) -> bool:
+    """Whether ``value`` is a non-empty array of tables (models)."""
+    return isinstance(value, list) and bool(value) and isinstance(value[0], BaseModel)
 
 
 def _sections(config: Config) -> Iterator[tuple[str, BaseModel]]:
@@ -675,6 +752,10 @@ def _position(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> tuple[int,
     positions: list[int] = []
     node: object = data
     for part in loc:
+        if isinstance(node, list) and isinstance(part, int):  # an array of tables
+            positions.append(part)
+            node = node[part] if part < len(node) else None
+            continue
         keys = list(node) if isinstance(node, Mapping) else []
         positions.append(keys.index(part) if part in keys else len(keys))
         node = node.get(part) if isinstance(node, Mapping) else None
@@ -688,6 +769,7 @@ _TYPE_MESSAGES = {
     "string_type": "expected a string",
     "model_type": "expected a table",
     "string_too_short": "must not be empty",
+    "missing": "required",
 }
 
 
@@ -697,6 +779,8 @@ def _problem(error: ErrorDetails) -> str:
     where = ".".join(str(part) for part in loc)
     if error["type"] == "extra_forbidden":
         return f"{where}: {_unknown(loc)}"
+    if isinstance(error["input"], Mapping | list):  # whole tables: the message names them
+        return f"{where}: {_describe(error)}"
     return f"{where}: {_describe(error)} (got {error['input']!r})"
 
 
@@ -728,9 +812,23 @@ def _describe(error: ErrorDetails) -> str:
 
 
 def _field(loc: tuple[int | str, ...]) -> FieldInfo | None:
-    if len(loc) != 2 or loc[0] not in Config.model_fields:
-        return None
-    return _section_model(str(loc[0])).model_fields.get(str(loc[1]))
+    """The field at ``loc``, through sections and arrays of tables (``tools.mcp.0.url``)."""
+    model: type[BaseModel] | None = Config
+    field = None
+    for part in (part for part in loc if not isinstance(part, int)):
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return None
+        model = _model_in(field.annotation)
+    return field
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The model a field holds: a section, or the tables of an array (list[Model])."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def _range(field: FieldInfo) -> str | None:

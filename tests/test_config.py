@@ -113,7 +113,7 @@ def test_unknown_section_suggests_the_nearest(tmp_path: Path) -> None:
 def test_unknown_section_without_a_near_one_lists_the_sections(tmp_path: Path) -> None:
     assert problems_of(tmp_path, "[zzzzzz]\n") == [
         "zzzzzz: unknown section (sections are "
-        "'live', 'assistant', 'audio', 'conversation', 'wake', 'panel', 'logging')"
+        "'live', 'assistant', 'audio', 'conversation', 'wake', 'panel', 'logging', 'tools')"
     ]
 
 
@@ -278,3 +278,55 @@ def test_an_unknown_duplex_mode_names_the_choices(tmp_path: Path) -> None:
     assert problem.startswith("conversation.duplex")
     assert "auto" in problem
     assert "hardware" in problem
+
+
+def test_mcp_servers_are_read_as_arrays_of_tables(tmp_path: Path) -> None:
+    text = (
+        '[[tools.mcp]]\nname = "home"\nurl = "http://homeassistant.local:8123/api/mcp"\n'
+        'token_file = "/etc/pispeaker/home-assistant-token"\nallow = ["HassTurnOn"]\n'
+        '[[tools.mcp]]\nname = "notes"\ncommand = ["/usr/local/bin/notes-mcp", "--stdio"]\n'
+    )
+    home, notes = load_config(write(tmp_path, text)).tools.mcp
+    assert (home.name, home.token_file, home.allow, home.timeout_s) == (
+        "home",
+        Path("/etc/pispeaker/home-assistant-token"),
+        ["HassTurnOn"],
+        10.0,
+    )
+    assert (notes.url, notes.command) == ("", ["/usr/local/bin/notes-mcp", "--stdio"])
+
+
+def test_every_mcp_server_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = (
+        '[[tools.mcp]]\nname = "Home"\nurl = "ftp://ha"\n'
+        '[[tools.mcp]]\nname = "both"\nurl = "http://ha"\ncommand = ["x"]\n'
+        '[[tools.mcp]]\nname = "neither"\n'
+        '[[tools.mcp]]\nname = "local"\ncommand = ["x"]\ntoken_file = "/t"\ntimeout_s = 0\n'
+        '[[tools.mcp]]\nurl = "http://ha"\n'
+    )
+    assert problems_of(tmp_path, text) == [
+        "tools.mcp.0.name: must be 1-32 lower-case letters, digits or _, starting with a "
+        "letter (got 'Home')",
+        "tools.mcp.0.url: must be an http:// or https:// URL with a host (got 'ftp://ha')",
+        "tools.mcp.1: server 'both': give exactly one of url and command",
+        "tools.mcp.2: server 'neither': give exactly one of url and command",
+        "tools.mcp.3.timeout_s: must be between 1.0 and 120.0 (got 0)",
+        "tools.mcp.4.name: required",
+    ]
+
+
+def test_two_mcp_servers_of_one_name_are_a_problem(tmp_path: Path) -> None:
+    text = (
+        '[[tools.mcp]]\nname = "a"\ncommand = ["x"]\n[[tools.mcp]]\nname = "a"\ncommand = ["y"]\n'
+    )
+    assert problems_of(tmp_path, text) == [
+        "tools.mcp: each server needs its own name; given twice: 'a'"
+    ]
+
+
+def test_the_effective_config_shows_mcp_servers_as_tables_that_read_back() -> None:
+    servers = [{"name": "home", "url": "http://ha:8123/api/mcp"}, {"name": "n", "command": ["x"]}]
+    config = parse_config({"tools": {"mcp": servers}}, "test")
+    shown = redacted_toml(config, "from a test")
+    assert shown.count("[[tools.mcp]]") == 2
+    assert parse_config(tomllib.loads(shown), "shown") == config
