@@ -582,7 +582,7 @@ class McpServerConfig(_Section):
     token_file: OptionalPath = Field(
         None,
         description="A file holding only its bearer token (for url), read at start; the "
-        "systemd credential pispeaker-mcp-NAME comes first.",
+        "systemd credential mcp-NAME-token comes first.",
     )
     allow: list[str] = Field(
         default_factory=list, description="The tool names to offer; [] offers all it lists."

@@ -12,13 +12,13 @@ The value only ever travels inside a ``SecretStr``; logs and messages name the s
 """
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
 
-from pispeaker.config import LiveConfig
+from pispeaker.config import LiveConfig, McpServerConfig
 from pispeaker.errors import CredentialError
 
 CREDENTIAL_NAME = "gemini-api-key"
@@ -118,15 +118,94 @@ def _from_environment(environ: Mapping[str, str]) -> ApiKey | None:
 
 
 def _read_key_file(path: Path, source: str, fix: str) -> ApiKey:
-    """Read a key file, stripping surrounding whitespace; errors never quote its contents."""
+    return ApiKey(_read_secret(path, "API key", source, fix), source)
+
+
+def _read_secret(path: Path, what: str, source: str, fix: str) -> SecretStr:
+    """Read a file holding only a secret, stripping surrounding whitespace; errors never
+    quote its contents."""
     try:
         value = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise CredentialError(f"cannot read API key from {source}: {reason}. {fix}") from exc
+        raise CredentialError(f"cannot read {what} from {source}: {reason}. {fix}") from exc
     except UnicodeDecodeError:
         # from None: the decode error would quote bytes of the file in a traceback.
-        raise CredentialError(f"API key in {source} is not UTF-8 text. {fix}") from None
+        raise CredentialError(f"{what} in {source} is not UTF-8 text. {fix}") from None
     if not value:
-        raise CredentialError(f"API key in {source} is empty. {fix}")
-    return ApiKey(SecretStr(value), source)
+        raise CredentialError(f"{what} in {source} is empty. {fix}")
+    return SecretStr(value)
+
+
+# -- MCP servers' tokens ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class McpToken:
+    """An MCP server's bearer token and where it came from; repr never shows the value."""
+
+    value: SecretStr
+    source: str
+
+    def __repr__(self) -> str:
+        return f"McpToken(value=SecretStr('**********'), source={self.source!r})"
+
+
+def mcp_credential_name(server: str) -> str:
+    """The systemd credential that holds server ``server``'s token."""
+    return f"mcp-{server}-token"
+
+
+def mcp_tokens(
+    servers: Iterable[McpServerConfig], environ: Mapping[str, str]
+) -> dict[str, McpToken]:
+    """The token of each server that has one, by server name: the systemd credential
+    mcp-NAME-token first, then its token_file. Raises CredentialError naming every token
+    that is configured but cannot be read (all at once)."""
+    tokens: dict[str, McpToken] = {}
+    problems: list[str] = []
+    for server in servers:
+        try:
+            token = _mcp_token(server, environ)
+        except CredentialError as error:
+            problems.append(str(error))
+            continue
+        if token is not None:
+            tokens[server.name] = token
+    if problems:
+        raise CredentialError(" ".join(problems))
+    return tokens
+
+
+def describe_mcp_tokens(
+    servers: Iterable[McpServerConfig], environ: Mapping[str, str]
+) -> list[str]:
+    """One status line per url server for ``pispeaker check-config``, never the value."""
+    lines = []
+    for server in (server for server in servers if server.url):
+        try:
+            token = _mcp_token(server, environ)
+        except CredentialError as error:
+            lines.append(f"MCP server {server.name} token: {error}")
+            continue
+        found = f"found in {token.source} (value hidden)" if token else "none (sent without one)"
+        lines.append(f"MCP server {server.name} token: {found}")
+    return lines
+
+
+def _mcp_token(server: McpServerConfig, environ: Mapping[str, str]) -> McpToken | None:
+    what = f"the token of MCP server {server.name}"
+    name = mcp_credential_name(server.name)
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if directory and (path := Path(directory) / name).exists():
+        source = f"systemd credential {name}"
+        fix = f"Write only the token into the file LoadCredential={name}: names."
+        return McpToken(_read_secret(path, what, source, fix), source)
+    if server.token_file is None:
+        return None
+    source = f"file {server.token_file}"
+    fix = (
+        "Write only the token into that file, readable by the service's user, or load it "
+        f"as the systemd credential {name}."
+    )
+    return McpToken(_read_secret(server.token_file, what, source, fix), source)

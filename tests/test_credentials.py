@@ -6,12 +6,15 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from pispeaker.config import Config, LiveConfig, redacted_toml
+from pispeaker.config import Config, LiveConfig, McpServerConfig, redacted_toml
 from pispeaker.credentials import (
     CREDENTIAL_NAME,
     ApiKey,
     describe_api_key,
+    describe_mcp_tokens,
     find_api_key,
+    mcp_credential_name,
+    mcp_tokens,
     require_api_key,
 )
 from pispeaker.errors import CredentialError
@@ -109,3 +112,52 @@ def test_the_value_is_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFixt
     find_api_key(LiveConfig(), {"GEMINI_API_KEY": SECRET})
     assert caplog.records  # the source was logged, so the check below is not vacuous
     assert SECRET not in caplog.text
+
+
+def _servers(tmp_path: Path) -> list[McpServerConfig]:
+    token_file = tmp_path / "home-token"
+    token_file.write_text(f"  {SECRET}-home\n", encoding="utf-8")
+    return [
+        McpServerConfig(name="home", url="http://ha:8123/api/mcp", token_file=token_file),
+        McpServerConfig(name="open", url="http://notes/mcp"),
+        McpServerConfig(name="local", command=["notes-mcp"]),
+    ]
+
+
+def test_mcp_tokens_come_from_the_credential_then_the_token_file(tmp_path: Path) -> None:
+    servers = _servers(tmp_path)
+    tokens = mcp_tokens(servers, {})
+    assert list(tokens) == ["home"]  # the others have none
+    assert tokens["home"].value.get_secret_value() == f"{SECRET}-home"
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / mcp_credential_name("home")).write_text("from-credential", encoding="utf-8")
+    tokens = mcp_tokens(servers, {"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert (tokens["home"].value.get_secret_value(), tokens["home"].source) == (
+        "from-credential",
+        "systemd credential mcp-home-token",
+    )
+
+
+def test_every_unreadable_mcp_token_is_named_at_once_without_a_value(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n", encoding="utf-8")
+    servers = [
+        McpServerConfig(name="home", url="http://ha/api/mcp", token_file=tmp_path / "missing"),
+        McpServerConfig(name="cal", url="http://cal/mcp", token_file=empty),
+    ]
+    with pytest.raises(CredentialError) as caught:
+        mcp_tokens(servers, {})
+    message = str(caught.value)
+    assert "cannot read the token of MCP server home from file" in message
+    assert "the token of MCP server cal in file" in message
+    assert "is empty" in message
+
+
+def test_check_config_says_where_each_mcp_token_is_and_never_its_value(tmp_path: Path) -> None:
+    lines = describe_mcp_tokens(_servers(tmp_path), {})
+    assert lines == [
+        f"MCP server home token: found in file {tmp_path / 'home-token'} (value hidden)",
+        "MCP server open token: none (sent without one)",
+    ]
+    assert SECRET not in repr(mcp_tokens(_servers(tmp_path), {}))
