@@ -18,7 +18,7 @@ from pispeaker.live.link import LiveLink
 from pispeaker.live.port import Report
 from pispeaker.panel.gestures import Gesture
 from pispeaker.states import Event, Status
-from pispeaker.tools import Tool
+from pispeaker.tools import Tool, ToolSource
 from pispeaker.wake.detector import Frame
 from pispeaker.wake.listener import WakeListener
 
@@ -106,11 +106,12 @@ def build_controller(
     on_state: Callable[[Status], None] = lambda status: None,
     volume: Volume | None = None,
     make_wake: MakeWake | None = None,
+    tool_source: ToolSource | None = None,
 ) -> Controller:
     """A controller talking to ``config.live`` through the given audio ports, woken by
     ``make_wake``'s listener (see ``wake_maker``) or by the button alone."""
 
-    def make_link(report: Report, tools: list[Tool]) -> LiveLink:
+    def make_link(report: Report, tools: Callable[[], list[Tool]]) -> LiveLink:
         def instruction() -> str:  # made afresh for each session: it says when it starts
             return session_instruction(config.live.system_instruction, config.assistant)
 
@@ -127,6 +128,7 @@ def build_controller(
         make_wake=make_wake,
         canceller=build_canceller(policy.duplex),
         voice_model=build_voice_model(),
+        tool_source=tool_source,
     )
 
 

@@ -27,7 +27,7 @@ from pispeaker.conversation.routing import AudioRouter
 from pispeaker.conversation.session import LiveSession, MakeLink
 from pispeaker.conversation.tasks import TaskOwner
 from pispeaker.states import Effect, Event, State, Status
-from pispeaker.tools import ToolBox, builtin_tools
+from pispeaker.tools import ToolBox, ToolSource, builtin_tools
 from pispeaker.wake.detector import Frame
 from pispeaker.wake.listener import WakeListener
 
@@ -42,11 +42,13 @@ class Controller:
     """Runs conversations on the given ports until cancelled.
 
     ``make_link(report, tools)`` builds the Live link that reports to the controller and
-    declares the controller's tools (end_conversation, set_volume, get_local_time);
+    declares the tools ``tools()`` returns as each session opens (end_conversation,
+    set_volume, get_local_time, and those of ``tool_source``);
     ``make_wake(report)``, if given, the wake-word listener that reports detections.
     ``canceller`` and ``voice_model``, if given, take the speaker's echo out of the
     microphone and tell the user's voice from other sounds (``policy.duplex`` says when the
-    microphone is sent while the reply plays).
+    microphone is sent while the reply plays). ``tool_source``, if given, offers more tools
+    (MCP servers'), looked at again as each conversation opens.
     ``on_state`` is told of every change of state, after its effects.
     """
 
@@ -63,6 +65,7 @@ class Controller:
         make_wake: MakeWake | None = None,
         canceller: Canceller | None = None,
         voice_model: VoiceModel | None = None,
+        tool_source: ToolSource | None = None,
     ) -> None:
         self.source, self.sink = source, sink
         self.volume = volume or Volume(initial=100)
@@ -70,7 +73,7 @@ class Controller:
         self._tasks = TaskOwner(self._crash)
         self._sleep = sleep
         self.conversation = Conversation(policy or Policy(), self._tasks, sleep)
-        box = ToolBox(builtin_tools(self._end_conversation, self.volume.set))
+        box = ToolBox(builtin_tools(self._end_conversation, self.volume.set), tool_source)
         self.session = LiveSession(
             self.conversation, self._tasks, make_link, box, sleep, self._crash
         )

@@ -9,7 +9,7 @@ import datetime
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +40,43 @@ class ToolError(Exception):
     """A tool's own, expected failure: its message goes back to the model."""
 
 
-class ToolBox:
-    """The tools of a session, by name."""
+class ToolSource(Protocol):
+    """Tools from outside pispeaker (MCP servers): those on offer now, and a fresh look."""
 
-    def __init__(self, tools: Iterable[Tool]) -> None:
-        self.tools = {tool.name: tool for tool in tools}
+    def tools(self) -> list[Tool]:
+        """The tools on offer now (those of the servers reachable at the last look)."""
+        ...
+
+    async def refresh(self) -> None:
+        """Look again: reconnect what is down, list its tools. Never raises for a server's
+        failure (it is logged, and its tools are left out)."""
+        ...
+
+
+class ToolBox:
+    """The tools of a session, by name: the built-in ones, then those of ``extra``."""
+
+    def __init__(self, tools: Iterable[Tool], extra: ToolSource | None = None) -> None:
+        self.builtins = {tool.name: tool for tool in tools}
+        self.extra = extra
+
+    @property
+    def tools(self) -> dict[str, Tool]:
+        """Every tool on offer now; a built-in wins a clash (the source avoids them)."""
+        extra = self.extra.tools() if self.extra is not None else []
+        return {tool.name: tool for tool in extra} | self.builtins
+
+    def declared(self) -> list[Tool]:
+        """The tools a session opened now declares."""
+        return list(self.tools.values())
 
     async def call(self, name: str, args: dict[str, Any]) -> Response:
         """Run tool ``name``; the answer is an output or an error, never an exception."""
-        tool = self.tools.get(name)
+        tools = self.tools
+        tool = tools.get(name)
         if tool is None:
             log.warning("the model called an unknown tool %r", name)
-            return {"error": f"unknown tool {name!r}; available: {', '.join(sorted(self.tools))}"}
+            return {"error": f"unknown tool {name!r}; available: {', '.join(sorted(tools))}"}
         try:
             return {"output": await tool.run(args)}
         except ToolError as error:

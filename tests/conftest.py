@@ -253,7 +253,9 @@ async def rig_factory() -> AsyncIterator[Callable[..., "asyncio.Future[Rig]"]]:
             | (live_settings or {})
         )
 
-        def make_link(report: Callable[[LinkEvent], None], tools: list[Tool]) -> LiveLink:
+        def make_link(
+            report: Callable[[LinkEvent], None], tools: Callable[[], list[Tool]]
+        ) -> LiveLink:
             return LiveLink(live, api_key or emulator.api_key, report, tools)
 
         sink = MemorySink(realtime=True)

@@ -102,3 +102,64 @@ async def test_declared_in_the_setup_and_answered_end_to_end(emulator: LiveEmula
     assert calls == [7]
     no_search = LiveConfig().model_copy(update={"google_search": False})
     assert connect_config(no_search, tools=[]).tools is None  # no tools: no tools key
+
+
+class _Offered:
+    """A ToolSource whose offer changes between looks, as MCP servers come and go."""
+
+    def __init__(self, *offers: list[Tool]) -> None:
+        self._offers = list(offers)
+        self.looks = 0
+
+    def tools(self) -> list[Tool]:
+        return self._offers[min(self.looks, len(self._offers) - 1)]
+
+    async def refresh(self) -> None:
+        self.looks += 1
+
+
+def _echo(name: str) -> Tool:
+    async def run(args: dict[str, object]) -> str:
+        return f"{name} got {args}"
+
+    return Tool(name, f"{name} for a test", {"type": "object"}, run)
+
+
+async def test_a_tool_source_adds_its_tools_and_built_ins_win_a_clash() -> None:
+    source = _Offered([_echo("HassTurnOn"), _echo("set_volume")])
+    box = ToolBox(_box([]).builtins.values(), source)
+    assert [tool.name for tool in box.declared()] == [
+        "HassTurnOn",
+        "set_volume",
+        "end_conversation",
+        "get_local_time",
+    ]
+    assert await box.call("HassTurnOn", {"area": "kitchen"}) == {
+        "output": "HassTurnOn got {'area': 'kitchen'}"
+    }
+    assert await box.call("set_volume", {"level": 5}) == {"output": "volume set to 5"}
+
+
+async def test_each_session_declares_the_tools_on_offer_when_it_opens(
+    emulator: LiveEmulator,
+) -> None:
+    source = _Offered([], [_echo("HassTurnOn")])
+    box, recorder = ToolBox([], source), Recorder()
+    live = LiveConfig().model_copy(
+        update={"base_url": emulator.base_url, "ca_file": emulator.ca_file}
+    )
+    link = LiveLink(live, emulator.api_key, recorder, tools=box.declared)
+    for session in (1, 2):
+        link.open()
+        await emulator.timeline.wait_for("setup", lambda event, n=session: event.connection == n)
+        await source.refresh()  # the server came back meanwhile
+    await link.close()
+    declared = [
+        [
+            d["name"]
+            for tool in setup.data["setup"].get("tools", [])
+            for d in tool.get("functionDeclarations", [])
+        ]
+        for setup in emulator.timeline.of("setup")
+    ]
+    assert declared == [[], ["HassTurnOn"]]

@@ -37,7 +37,11 @@ from pispeaker.tools import Tool, ToolBox
 
 log = logging.getLogger(__name__)
 
-MakeLink = Callable[[Report, list[Tool]], Link]
+TOOLS_REFRESH = "tools-refresh"
+
+#: Builds the link: it reports to the first argument, and each session it opens declares
+#: the tools the second returns then.
+MakeLink = Callable[[Report, Callable[[], list[Tool]]], Link]
 
 
 class LiveSession:
@@ -56,7 +60,8 @@ class LiveSession:
         self._tasks = tasks
         self._sleep = sleep
         self._on_crash = on_crash
-        self.link = make_link(self.on_link_event, list(box.tools.values()))
+        self.link = make_link(self.on_link_event, box.declared)
+        self._box = box
         self.tools = ToolRunner(box, self.link, tasks)
         self.backoff = Backoff()  # between reconnects
         self.usage = Usage()  # the conversation's tokens so far
@@ -64,9 +69,12 @@ class LiveSession:
     # -- effects ----------------------------------------------------------------------------
 
     def open(self, _change: Change) -> None:
-        """Connect, and start the session-length limit."""
+        """Connect, and start the session-length limit; MCP servers that are down are tried
+        again meanwhile, for the next session (the connect does not wait for them)."""
         self.link.open()
         self._tasks.start("session-limit", self._limit())
+        if self._box.extra is not None and not self._tasks.running(TOOLS_REFRESH):
+            self._tasks.start(TOOLS_REFRESH, self._box.extra.refresh())
 
     async def _limit(self) -> None:
         await self._sleep(self._conversation.policy.max_session_s)

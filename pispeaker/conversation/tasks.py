@@ -30,6 +30,10 @@ class TaskOwner:
         self._all.add(task)
         task.add_done_callback(self._finished)
 
+    def running(self, name: str) -> bool:
+        """Whether task ``name`` is running."""
+        return name in self._named
+
     def cancel(self, *names: str) -> None:
         """Cancel the tasks of these names (they finish in the background; ``close`` waits)."""
         for name in names:

@@ -69,13 +69,15 @@ class LiveLink:
         live: LiveConfig,
         api_key: str,
         report: Report,
-        tools: list[Tool] | None = None,
+        tools: list[Tool] | Callable[[], list[Tool]] | None = None,
         client: genai.Client | None = None,
         instruction: Callable[[], str] | None = None,
     ) -> None:
         self._live = live
         self._report = report
-        self._tools = {tool.name: tool for tool in tools or []}
+        # Each session declares the tools on offer when it opens (MCP servers come and go).
+        self._tools_now = tools if callable(tools) else lambda: list(tools or [])
+        self._tools: dict[str, Tool] = {}  # those the current session declared
         self._rules = rules_of(live.model)
         self._instruction = instruction or (lambda: live.system_instruction)
         self._client = client or genai.make_client(live, api_key)
@@ -216,6 +218,7 @@ class LiveLink:
         self._cut = self._cut or self._in_turn  # the last session's turn never ended
         self._in_turn = self._handover_now = self._started = False
         self._odd = b""  # a sample split by a lost session's last chunk is no sound at all
+        self._tools = {tool.name: tool for tool in self._tools_now()}
         tools, instruction = list(self._tools.values()), self._instruction()
         async with genai.connect(self._client, self._live, handle, tools, instruction) as session:
             self._session, self._started = session, True
