@@ -151,6 +151,11 @@ class McpToken:
         return f"McpToken(value=SecretStr('**********'), source={self.source!r})"
 
 
+#: Where the credentials mcp-NAME-token are loaded from (the Ansible role writes them there);
+#: read directly when no credential is passed, e.g. by `sudo pispeaker tools`.
+MCP_TOKEN_DIR = KEY_FILE.parent
+
+
 def mcp_credential_name(server: str) -> str:
     """The systemd credential that holds server ``server``'s token."""
     return f"mcp-{server}-token"
@@ -160,11 +165,12 @@ def mcp_tokens(
     servers: Iterable[McpServerConfig], environ: Mapping[str, str]
 ) -> dict[str, McpToken]:
     """The token of each server that has one, by server name: the systemd credential
-    mcp-NAME-token first, then its token_file. Raises CredentialError naming every token
+    mcp-NAME-token first, then its token_file, else /etc/pispeaker/mcp-NAME-token if it
+    exists. Raises CredentialError naming every token
     that is configured but cannot be read (all at once)."""
     tokens: dict[str, McpToken] = {}
     problems: list[str] = []
-    for server in servers:
+    for server in (server for server in servers if server.url):  # stdio servers take none
         try:
             token = _mcp_token(server, environ)
         except CredentialError as error:
@@ -201,11 +207,11 @@ def _mcp_token(server: McpServerConfig, environ: Mapping[str, str]) -> McpToken 
         source = f"systemd credential {name}"
         fix = f"Write only the token into the file LoadCredential={name}: names."
         return McpToken(_read_secret(path, what, source, fix), source)
-    if server.token_file is None:
-        return None
-    source = f"file {server.token_file}"
     fix = (
         "Write only the token into that file, readable by the service's user, or load it "
-        f"as the systemd credential {name}."
+        f"as the systemd credential {name} (and run checks such as `pispeaker tools` as root)."
     )
-    return McpToken(_read_secret(server.token_file, what, source, fix), source)
+    path = server.token_file or MCP_TOKEN_DIR / name
+    if server.token_file is None and not path.exists():
+        return None
+    return McpToken(_read_secret(path, what, f"file {path}", fix), f"file {path}")

@@ -49,19 +49,31 @@ NAMED = {
     "pispeaker_button_pin": ("panel", "button_pin", 17),
     "pispeaker_led_pins": ("panel", "led_pins", [5, 6, 13]),
     "pispeaker_led_rgb": ("panel", "led_rgb", True),
+    "pispeaker_mcp_servers": (
+        "tools",
+        "mcp",
+        [
+            {"name": "home", "url": "http://homeassistant.local:8123/api/mcp", "allow": []},
+            {"name": "notes", "command": ["/usr/local/bin/notes-mcp", "--stdio"]},
+        ],
+    ),
 }
+MCP_TOKEN = "mcp-token-0123456789"
 SETTINGS = {
     "logging": {"level": "debug"},
     "conversation": {"follow_up_s": 12.0},
     "panel": {"looks": {"listening": "blue solid"}},
     "live": {"system_instruction": 'Say "hello" \\ then \u00e9\U0001f600 and a tab:\t.'},
 }
-VARIABLES: dict[str, Any] = {"pispeaker_settings": SETTINGS} | {
-    name: value for name, (_, _, value) in NAMED.items()
-}
+VARIABLES: dict[str, Any] = {
+    "pispeaker_settings": SETTINGS,
+    "pispeaker_mcp_tokens": {"home": MCP_TOKEN},
+} | {name: value for name, (_, _, value) in NAMED.items()}
 CONFIG = "/etc/pispeaker/pispeaker.toml"
 KEY_FILE = "/etc/pispeaker/gemini-api-key"
 UNIT = "/etc/systemd/system/pispeaker.service"
+MCP_TOKEN_FILE = "/etc/pispeaker/mcp-home-token"
+MCP_DROPIN = "/etc/systemd/system/pispeaker.service.d/mcp-tokens.conf"
 
 ROOT_TEST = pytest.mark.timeout(900)  # a cold cache debootstraps and builds wheels first
 LINT_TEST = pytest.mark.timeout(180)
@@ -201,6 +213,11 @@ def test_config_and_key_files_have_their_owners_and_modes(provisioned: Provision
     assert mode(KEY_FILE) == "600 root:root"
     assert in_root_ok(provisioned, "cat", KEY_FILE).strip() == API_KEY
     assert API_KEY not in provisioned.first.output
+    assert mode(MCP_TOKEN_FILE) == "600 root:root"
+    assert in_root_ok(provisioned, "cat", MCP_TOKEN_FILE).strip() == MCP_TOKEN
+    assert MCP_TOKEN not in provisioned.first.output
+    dropin = in_root_ok(provisioned, "cat", MCP_DROPIN)
+    assert f"LoadCredential=mcp-home-token:{MCP_TOKEN_FILE}" in dropin.splitlines()
 
 
 @ROOT_TEST
@@ -209,10 +226,20 @@ def test_installed_pispeaker_accepts_the_rendered_config(provisioned: Provisione
         in_root_ok(provisioned, "/opt/pispeaker/venv/bin/pispeaker", "check-config", CONFIG)
     )
     for name, (section, key, value) in NAMED.items():
-        assert effective[section][key] == value, name
+        assert _given(effective[section][key], value) == value, name
     for section, keys in SETTINGS.items():
         for key, value in keys.items():
             assert effective[section][key] == value, f"{section}.{key}"
+
+
+def _given(effective: Any, given: Any) -> Any:
+    """The part of ``effective`` that was ``given``: the keys of tables the role was given
+    (check-config fills in the others' defaults)."""
+    if isinstance(given, list) and given and isinstance(given[0], dict):
+        return [
+            {key: table[key] for key in want} for table, want in zip(effective, given, strict=True)
+        ]
+    return effective
 
 
 @ROOT_TEST
