@@ -47,7 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_wake_check(commands)
     _add_panel_checks(commands)
     _add_bench(commands)
+    _add_tools(commands)
     return parser
+
+
+def _add_tools(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    tools = commands.add_parser(
+        "tools",
+        help="list the tools the model would get (built-in and MCP servers'); "
+        "exit 1 if an MCP server cannot be reached",
+    )
+    tools.add_argument("--call", metavar="NAME", help="call this tool and print its answer")
+    tools.add_argument(
+        "--args", default="{}", metavar="JSON", help="the call's arguments (a JSON object)"
+    )
 
 
 def _add_check_config(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -176,8 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if not args.verbose:  # connection chatter of the emulator's and the SDK's websockets
-        logging.getLogger("websockets").setLevel(logging.WARNING)
+    if not args.verbose:  # connection chatter of websockets and the MCP SDK's HTTP client
+        for chatty in ("websockets", "httpx2", "mcp"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         return _run(args)
     except PispeakerError as error:
@@ -204,6 +218,8 @@ def _run(args: argparse.Namespace) -> int:
         return _panel_check(_config(args.config), args)
     if args.command == "bench":
         return _bench(_config(args.config), args)
+    if args.command == "tools":
+        return _tools(_config(args.config), args)
     return _emulator(args)
 
 
@@ -217,11 +233,13 @@ def _config(path: Path | None) -> Config:
 
 def _check_config(path: Path) -> int:
     from pispeaker.config import redacted_toml
-    from pispeaker.credentials import describe_api_key, find_api_key
+    from pispeaker.credentials import describe_api_key, describe_mcp_tokens, find_api_key
 
     config = load_config(path)
     status = describe_api_key(find_api_key(config.live, os.environ))
     print(redacted_toml(config, status), end="")
+    for line in describe_mcp_tokens(config.tools.mcp, os.environ):
+        print(f"# {line}")
     for warning in config.warnings():
         print(f"# warning: {warning}", file=sys.stderr)
     print(f"# {path}: OK", file=sys.stderr)
@@ -281,6 +299,14 @@ def _bench(config: Config, args: argparse.Namespace) -> int:
     conversations = args.conversations or (10 if args.short else 1000)
     options = BenchOptions(args.json, args.short, conversations, args.speed)
     return asyncio.run(run_bench(config, options, sys.stdout))
+
+
+def _tools(config: Config, args: argparse.Namespace) -> int:
+    from pispeaker.toolcheck import call_tool, list_tools
+
+    if args.call:
+        return asyncio.run(call_tool(config, args.call, args.args, sys.stdout))
+    return asyncio.run(list_tools(config, sys.stdout))
 
 
 def _emulator(args: argparse.Namespace) -> int:

@@ -31,7 +31,8 @@ class ConfigError(PispeakerError, ValueError):
 
 
 class CredentialError(PispeakerError, LookupError):
-    """No usable Gemini API key was found (the message lists where it was looked for)."""
+    """A secret (the Gemini API key, an MCP server's token) is missing or unreadable; the
+    message says where it was looked for."""
 
     exit_code = os.EX_CONFIG
 
@@ -42,3 +43,9 @@ class EchoCancellerError(PispeakerError, RuntimeError):
 
 class VoiceDetectorError(PispeakerError, RuntimeError):
     """The voice detector's model (Silero VAD for onnxruntime) cannot be loaded or run."""
+
+
+class UsageError(PispeakerError, ValueError):
+    """A command-line argument is wrong (the message shows a right one)."""
+
+    exit_code = os.EX_USAGE

@@ -37,6 +37,8 @@ OUTSIDE = [
     "systemd",
     "soxr",
     "pywebrtc_audio",
+    "mcp",
+    "httpx2",
 ]
 #: Each outside library and the places that may import it (modules or packages): one
 #: adapter, and for websockets also the emulator, which is a server of its own; onnxruntime
@@ -51,6 +53,8 @@ ADAPTERS = {
     "systemd": ("pispeaker/service/systemd.py",),
     "soxr": ("pispeaker/audio/resample.py",),
     "pywebrtc_audio": ("pispeaker/audio/echo.py",),
+    "mcp": ("pispeaker/mcphub.py",),
+    "httpx2": ("pispeaker/mcphub.py",),  # the HTTP client the mcp SDK takes
 }
 PACKAGE = Path(pispeaker.__file__).parent
 

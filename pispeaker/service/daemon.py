@@ -13,8 +13,8 @@ import enum
 import logging
 import signal
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from pispeaker.app import (
     build_alsa_ports,
@@ -27,11 +27,14 @@ from pispeaker.app import (
 from pispeaker.audio.ports import DeviceLostError
 from pispeaker.config import Config
 from pispeaker.controller import Controller, MakeWake
-from pispeaker.credentials import require_api_key
+from pispeaker.credentials import McpToken, mcp_tokens, require_api_key
 from pispeaker.errors import PispeakerError
 from pispeaker.service.status import Narrator
 from pispeaker.service.systemd import Notifier, journal_handler, stderr_is_journal
 from pispeaker.states import PLAYING, State, Status
+
+if TYPE_CHECKING:
+    from pispeaker.mcphub import McpHub
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ class Settings:
     config: Config
     api_key: str
     make_wake: MakeWake | None
+    mcp_tokens: Mapping[str, McpToken] = field(default_factory=dict)
 
 
 class Daemon:
@@ -115,8 +119,9 @@ class Daemon:
         for warning in config.warnings():
             log.warning("%s", warning)
         api_key = require_api_key(config.live, self._environ)
+        tokens = mcp_tokens(config.tools.mcp, self._environ)
         make_wake = wake_maker(config.wake)
-        return Settings(config, api_key.value.get_secret_value(), make_wake)
+        return Settings(config, api_key.value.get_secret_value(), make_wake, tokens)
 
     def _set_log_level(self, config: Config) -> None:
         level = logging.DEBUG if self._verbose else config.logging.level.upper()
@@ -129,18 +134,19 @@ class Daemon:
         self._set_log_level(config)
         self.narrator.configure(config)
         source, sink = build_alsa_ports(config)
-        controller = build_controller(
-            config,
-            settings.api_key,
-            source,
-            sink,
-            on_state=self._show,
-            volume=build_volume(config.audio, self._environ),
-            make_wake=settings.make_wake,
-        )
-        self._controller = controller
-        self.narrator.follow(controller.status.state)
         async with contextlib.AsyncExitStack() as stack:
+            controller = build_controller(
+                config,
+                settings.api_key,
+                source,
+                sink,
+                on_state=self._show,
+                volume=build_volume(config.audio, self._environ),
+                make_wake=settings.make_wake,
+                tool_source=await _tool_servers(stack, settings),
+            )
+            self._controller = controller
+            self.narrator.follow(controller.status.state)
             try:
                 running = await stack.enter_async_context(
                     started(controller, build_panel(config.panel, controller))
@@ -226,6 +232,20 @@ class Daemon:
             withheld = controller.ear.withheld_because
             return f"{line}; {withheld}" if withheld else line
         return line
+
+
+async def _tool_servers(stack: contextlib.AsyncExitStack, settings: Settings) -> "McpHub | None":
+    """The configured MCP servers, connected (each bounded by its timeout_s; one that is
+    down is logged, and tried again as each conversation opens), or None if there are none."""
+    servers = settings.config.tools.mcp
+    if not servers:
+        return None
+    from pispeaker.mcphub import McpHub  # the mcp SDK: only with servers
+
+    tokens = {name: token.value.get_secret_value() for name, token in settings.mcp_tokens.items()}
+    hub = await stack.enter_async_context(McpHub(servers, tokens))
+    await hub.refresh()
+    return hub
 
 
 async def _stop(tasks: Collection["asyncio.Task[Any]"]) -> None:
