@@ -42,15 +42,19 @@ _log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, repr=False)
-class ApiKey:
-    """A Gemini API key and where it came from; repr and str never show the value."""
+class Secret:
+    """A secret and where it came from; repr never shows the value."""
 
     value: SecretStr
-    #: Human description of where the key was found, e.g. "$GEMINI_API_KEY".
+    #: Human description of where it was found, e.g. "$GEMINI_API_KEY".
     source: str
 
     def __repr__(self) -> str:
-        return f"ApiKey(value=SecretStr('**********'), source={self.source!r})"
+        return f"{type(self).__name__}(value=SecretStr('**********'), source={self.source!r})"
+
+
+class ApiKey(Secret):
+    """A Gemini API key; str never shows the value either."""
 
     def __str__(self) -> str:
         return f"Gemini API key from {self.source} (value hidden)"
@@ -140,15 +144,8 @@ def _read_secret(path: Path, what: str, source: str, fix: str) -> SecretStr:
 # -- MCP servers' tokens ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, repr=False)
-class McpToken:
-    """An MCP server's bearer token and where it came from; repr never shows the value."""
-
-    value: SecretStr
-    source: str
-
-    def __repr__(self) -> str:
-        return f"McpToken(value=SecretStr('**********'), source={self.source!r})"
+class McpToken(Secret):
+    """An MCP server's bearer token."""
 
 
 #: Where the credentials mcp-NAME-token are loaded from (the Ansible role writes them there);
