@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 
 from pispeaker.audio.ports import AudioSink, AudioSource, Canceller, DeviceLostError, VoiceModel
 from pispeaker.audio.volume import Volume, state_dir
-from pispeaker.config import AudioConfig, Config, PanelConfig, WakeConfig
+from pispeaker.config import AudioConfig, Config, McpServerConfig, PanelConfig, WakeConfig
 from pispeaker.controller import Controller, MakeWake, Policy
 from pispeaker.conversation.core import Duplex
+from pispeaker.credentials import McpToken
 from pispeaker.errors import ConfigError, EchoCancellerError, VoiceDetectorError
 from pispeaker.live.instruction import session_instruction
 from pispeaker.live.link import LiveLink
@@ -24,6 +25,7 @@ from pispeaker.wake.listener import WakeListener
 
 if TYPE_CHECKING:
     from pispeaker.audio.alsa import AlsaSink, AlsaSource
+    from pispeaker.mcphub import McpHub
     from pispeaker.panel.gpio import Panel
     from pispeaker.wake.detector import WakeDetector
 
@@ -130,6 +132,24 @@ def build_controller(
         voice_model=build_voice_model(),
         tool_source=tool_source,
     )
+
+
+@contextlib.asynccontextmanager
+async def tool_servers(
+    servers: list[McpServerConfig], tokens: Mapping[str, McpToken]
+) -> AsyncIterator["McpHub | None"]:
+    """The MCP servers ``servers``, connected with their ``tokens`` (each bounded by its
+    timeout_s; one that is down is logged, and tried again as each conversation opens), and
+    closed on exit; None if there are none."""
+    if not servers:
+        yield None
+        return
+    from pispeaker.mcphub import McpHub  # the mcp SDK: only with servers
+
+    secrets = {name: token.value.get_secret_value() for name, token in tokens.items()}
+    async with McpHub(servers, secrets) as hub:
+        await hub.refresh()
+        yield hub
 
 
 def build_canceller(duplex: Duplex) -> Canceller | None:

@@ -5,9 +5,9 @@ with each server's reachability; ``--call NAME --args JSON`` calls one, as the m
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, TextIO
 
+from pispeaker.app import tool_servers
 from pispeaker.config import Config
 from pispeaker.credentials import mcp_tokens
 from pispeaker.errors import UsageError
@@ -51,19 +51,9 @@ async def call_tool(config: Config, name: str, arguments: str, out: TextIO) -> i
     return 0 if "output" in answer else 1
 
 
-@contextlib.asynccontextmanager
-async def _servers(config: Config) -> AsyncIterator["McpHub | None"]:
+def _servers(config: Config) -> contextlib.AbstractAsyncContextManager["McpHub | None"]:
     """The MCP servers of ``config``, connected (None if there are none)."""
-    if not config.tools.mcp:
-        yield None
-        return
-    from pispeaker.mcphub import McpHub  # the mcp SDK: only with servers
-
-    tokens = mcp_tokens(config.tools.mcp, os.environ)
-    secrets = {name: token.value.get_secret_value() for name, token in tokens.items()}
-    async with McpHub(config.tools.mcp, secrets) as hub:
-        await hub.refresh()
-        yield hub
+    return tool_servers(config.tools.mcp, mcp_tokens(config.tools.mcp, os.environ))
 
 
 def _builtins() -> list[Tool]:

@@ -14,7 +14,7 @@ import logging
 import signal
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pispeaker.app import (
     build_alsa_ports,
@@ -22,6 +22,7 @@ from pispeaker.app import (
     build_panel,
     build_volume,
     started,
+    tool_servers,
     wake_maker,
 )
 from pispeaker.audio.ports import DeviceLostError
@@ -32,9 +33,6 @@ from pispeaker.errors import PispeakerError
 from pispeaker.service.status import Narrator
 from pispeaker.service.systemd import Notifier, journal_handler, stderr_is_journal
 from pispeaker.states import PLAYING, State, Status
-
-if TYPE_CHECKING:
-    from pispeaker.mcphub import McpHub
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +141,9 @@ class Daemon:
                 on_state=self._show,
                 volume=build_volume(config.audio, self._environ),
                 make_wake=settings.make_wake,
-                tool_source=await _tool_servers(stack, settings),
+                tool_source=await stack.enter_async_context(
+                    tool_servers(config.tools.mcp, settings.mcp_tokens)
+                ),
             )
             self._controller = controller
             self.narrator.follow(controller.status.state)
@@ -232,20 +232,6 @@ class Daemon:
             withheld = controller.ear.withheld_because
             return f"{line}; {withheld}" if withheld else line
         return line
-
-
-async def _tool_servers(stack: contextlib.AsyncExitStack, settings: Settings) -> "McpHub | None":
-    """The configured MCP servers, connected (each bounded by its timeout_s; one that is
-    down is logged, and tried again as each conversation opens), or None if there are none."""
-    servers = settings.config.tools.mcp
-    if not servers:
-        return None
-    from pispeaker.mcphub import McpHub  # the mcp SDK: only with servers
-
-    tokens = {name: token.value.get_secret_value() for name, token in settings.mcp_tokens.items()}
-    hub = await stack.enter_async_context(McpHub(servers, tokens))
-    await hub.refresh()
-    return hub
 
 
 async def _stop(tasks: Collection["asyncio.Task[Any]"]) -> None:
