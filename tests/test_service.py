@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from pispeaker.config import McpServerConfig
 from pispeaker.conversation.hearing import CONVERGING
-from pispeaker.emulator import LiveEmulator
+from pispeaker.emulator import LiveEmulator, Reply, ToolCall
 from tests import speech
 from tests.alsa_rig import AlsaRig
 from tests.service_rig import ServiceRig, has, service_rig, status_is
+from tests.test_mcphub import TOKEN as MCP_TOKEN
+from tests.test_mcphub import HttpServer, recorded
 
 LISTENING_FOR_JARVIS = "Listening for 'hey jarvis'"
 
@@ -205,3 +208,29 @@ async def test_with_duplex_auto_systemctl_status_says_why_the_microphone_is_with
     assert f"In conversation, turn 1 (speaking); {CONVERGING}" in notes.statuses(ready + 1)
     daemon.send(signal.SIGTERM)
     assert await daemon.exit_code() == 0
+
+
+@pytest.mark.timeout(90)
+async def test_the_service_connects_its_mcp_servers_with_the_token_credential(
+    rig: ServiceRig, emulator: LiveEmulator, tmp_path: Path
+) -> None:
+    server = HttpServer(tmp_path)
+    rig.stack.callback(server.stop)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "mcp-home-token").write_text(MCP_TOKEN + "\n")
+    call = ToolCall("HassTurnOn", {"name": "kitchen light"})
+    emulator.script.push(Reply(audio="tone", seconds=0.3, tool_calls=(call,)))
+    config = rig.config(tools={"mcp": [McpServerConfig(name="home", url=server.url)]})
+    environ = {"CREDENTIALS_DIRECTORY": str(credentials)}
+    daemon = await rig.start(config, wake_then_request(), environ=environ)
+    answered = await emulator.timeline.wait_for("tool.response", within_s=60)
+    assert answered.data["responses"][0]["response"] == {"output": "Turned on the kitchen light"}
+    await recorded(
+        server.record,
+        {"tool": "HassTurnOn", "args": {"name": "kitchen light", "area": None, "domain": None}},
+    )
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == 0
+    assert "MCP server home connected" in daemon.log
+    assert MCP_TOKEN not in daemon.log
