@@ -15,7 +15,6 @@ from pispeaker.conversation.core import Duplex
 from pispeaker.credentials import McpToken
 from pispeaker.errors import ConfigError, EchoCancellerError, VoiceDetectorError
 from pispeaker.live.instruction import session_instruction
-from pispeaker.live.link import LiveLink
 from pispeaker.live.port import Report
 from pispeaker.panel.gestures import Gesture
 from pispeaker.states import Event, Status
@@ -112,6 +111,7 @@ def build_controller(
 ) -> Controller:
     """A controller talking to ``config.live`` through the given audio ports, woken by
     ``make_wake``'s listener (see ``wake_maker``) or by the button alone."""
+    from pispeaker.live.link import LiveLink  # google.genai: only for a controller
 
     def make_link(report: Report, tools: Callable[[], list[Tool]]) -> LiveLink:
         def instruction() -> str:  # made afresh for each session: it says when it starts
