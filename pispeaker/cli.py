@@ -1,18 +1,18 @@
 """The ``pispeaker`` command line: subcommands, logging set-up and exit codes.
 
-No hardware or cloud library is imported at the top: each subcommand imports what it needs,
-so ``pispeaker check-config`` works on a machine without them.
+No hardware or cloud library (nor asyncio) is imported at the top: each subcommand imports
+what it needs, so ``pispeaker --help`` and ``check-config`` stay fast and work on a machine
+without them.
 """
 
 import argparse
-import asyncio
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pispeaker import __version__
 from pispeaker.config import DEFAULT_CONFIG_PATH, Config, load_config
@@ -231,6 +231,13 @@ def _config(path: Path | None) -> Config:
     return load_config(path or DEFAULT_CONFIG_PATH)
 
 
+def _wait(coroutine: Coroutine[Any, Any, int]) -> int:
+    """Run a subcommand's ``coroutine`` to its exit code."""
+    import asyncio
+
+    return asyncio.run(coroutine)
+
+
 def _check_config(path: Path) -> int:
     from pispeaker.config import redacted_toml
     from pispeaker.credentials import describe_api_key, describe_mcp_tokens, find_api_key
@@ -252,7 +259,7 @@ def _demo(config: Config, args: argparse.Namespace) -> int:
     if args.model:
         config = with_model(config, args.model)
     options = DemoOptions(input_wav=args.input, output_wav=args.output, fast=args.fast)
-    return asyncio.run(run_demo(config, options))
+    return _wait(run_demo(config, options))
 
 
 SOUND_CHECKS = ("devices", "test-mic", "test-speaker")
@@ -265,9 +272,9 @@ def _sound_check(config: Config, args: argparse.Namespace) -> int:
     if args.command == "devices":
         return soundcheck.show_devices(sys.stdout)
     if args.command == "test-mic":
-        return asyncio.run(soundcheck.test_mic(config.audio, args.seconds, args.record, sys.stdout))
+        return _wait(soundcheck.test_mic(config.audio, args.seconds, args.record, sys.stdout))
     volume = build_volume(config.audio, os.environ)
-    return asyncio.run(
+    return _wait(
         soundcheck.test_speaker(
             config.audio, volume, args.frequency, args.seconds, args.chime, sys.stdout
         )
@@ -281,14 +288,14 @@ def _panel_check(config: Config, args: argparse.Namespace) -> int:
     from pispeaker import panelcheck
 
     if args.command == "test-button":
-        return asyncio.run(panelcheck.test_button(config.panel, args.seconds, sys.stdout))
-    return asyncio.run(panelcheck.test_leds(config.panel, args.seconds_per_state, sys.stdout))
+        return _wait(panelcheck.test_button(config.panel, args.seconds, sys.stdout))
+    return _wait(panelcheck.test_leds(config.panel, args.seconds_per_state, sys.stdout))
 
 
 def _wake_check(config: Config, args: argparse.Namespace) -> int:
     from pispeaker.wakecheck import test_wake
 
-    return asyncio.run(test_wake(config, args.wav, args.seconds, sys.stdout))
+    return _wait(test_wake(config, args.wav, args.seconds, sys.stdout))
 
 
 def _bench(config: Config, args: argparse.Namespace) -> int:
@@ -298,15 +305,15 @@ def _bench(config: Config, args: argparse.Namespace) -> int:
         logging.getLogger("pispeaker").setLevel(logging.WARNING)
     conversations = args.conversations or (10 if args.short else 1000)
     options = BenchOptions(args.json, args.short, conversations, args.speed)
-    return asyncio.run(run_bench(config, options, sys.stdout))
+    return _wait(run_bench(config, options, sys.stdout))
 
 
 def _tools(config: Config, args: argparse.Namespace) -> int:
     from pispeaker.toolcheck import call_tool, list_tools
 
     if args.call:
-        return asyncio.run(call_tool(config, args.call, args.args, sys.stdout))
-    return asyncio.run(list_tools(config, sys.stdout))
+        return _wait(call_tool(config, args.call, args.args, sys.stdout))
+    return _wait(list_tools(config, sys.stdout))
 
 
 def _emulator(args: argparse.Namespace) -> int:
@@ -328,11 +335,12 @@ def _emulator(args: argparse.Namespace) -> int:
     )
     emulator = LiveEmulator(options, state_dir=args.state_dir)
     emulator.script.push(*[reply] * (args.decline_after or 0))
-    asyncio.run(_serve_emulator(emulator))
-    return 0
+    return _wait(_serve_emulator(emulator))
 
 
-async def _serve_emulator(emulator: "LiveEmulator") -> None:
+async def _serve_emulator(emulator: "LiveEmulator") -> int:
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -349,3 +357,4 @@ async def _serve_emulator(emulator: "LiveEmulator") -> None:
             flush=True,
         )
         await stop.wait()
+    return 0
