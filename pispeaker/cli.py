@@ -267,12 +267,18 @@ SOUND_CHECKS = ("devices", "test-mic", "test-speaker")
 
 def _sound_check(config: Config, args: argparse.Namespace) -> int:
     from pispeaker import soundcheck
-    from pispeaker.app import build_volume
 
     if args.command == "devices":
         return soundcheck.show_devices(sys.stdout)
     if args.command == "test-mic":
         return _wait(soundcheck.test_mic(config.audio, args.seconds, args.record, sys.stdout))
+    return _test_speaker(config, args)
+
+
+def _test_speaker(config: Config, args: argparse.Namespace) -> int:
+    from pispeaker import soundcheck
+    from pispeaker.app import build_volume
+
     volume = build_volume(config.audio, os.environ)
     return _wait(
         soundcheck.test_speaker(
