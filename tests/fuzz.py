@@ -445,6 +445,7 @@ class Microphone:
     def __init__(self) -> None:
         self.chunk_bytes = byte_count(CHUNK_S, INPUT_RATE)
         self.captured_at = 0.0
+        self.batch = 1
         self.running = False
         self._said = bytearray()
 

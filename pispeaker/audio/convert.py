@@ -109,8 +109,15 @@ class CaptureConverter:
     def convert(self, data: bytes) -> bytes:
         """The 16 kHz mono s16le audio that ``data`` (whole frames) completes."""
         frames = self._format.decode(data).reshape(-1, self._channels)
-        mono = frames[:, self._channel - 1] if self._channel else frames.mean(axis=1)
+        mono = frames[:, self._channel - 1] if self._channel else self._mix(frames)
         return to_s16(self._resampler.process(np.ascontiguousarray(mono, dtype=np.float32)))
+
+    def _mix(self, frames: Floats) -> Floats:
+        # add.reduce, not mean(): the same sum without mean's Python-level checks, which
+        # cost more than the arithmetic on a 20 ms period
+        mixed: Floats = np.add.reduce(frames, axis=1)
+        mixed *= 1.0 / self._channels
+        return mixed
 
 
 class PlaybackConverter:

@@ -32,6 +32,7 @@ class MemorySource:
         self._started_at: float | None = None
         self.running = False
         self.captured_at = 0.0
+        self.batch = 1  # each chunk is read when asked for: nothing to hold back
 
     async def start(self) -> None:
         self.running = True

@@ -26,6 +26,10 @@ class AudioSource(Protocol):
     #: When the last sample of the chunk ``read`` returned last was captured
     #: (``time.monotonic()`` seconds): the echo canceller's capture clock.
     captured_at: float
+    #: How many chunks the source may hold back and deliver together (1: each as soon as
+    #: it is captured). The consumer raises it while no chunk is urgent, so that fewer
+    #: wake-ups carry the same audio; lowering it delivers what is held with the next chunk.
+    batch: int
 
     async def start(self) -> None:
         """Open the device; raise DeviceLostError if it cannot be opened."""

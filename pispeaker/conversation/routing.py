@@ -39,6 +39,10 @@ DUCKED_GAIN = 0.1
 HELD_S = 2.0
 #: What is sent with the user's words over a reply: from this long before their first sound.
 BEFORE_ONSET_S = 0.1
+#: Microphone chunks delivered together outside a conversation, where only the wake word
+#: listens: one 80 ms frame of its audio per wake-up of the event loop instead of four (in a
+#: conversation each chunk goes on as soon as it is captured).
+IDLE_BATCH = 4
 
 
 class AudioRouter:
@@ -70,11 +74,14 @@ class AudioRouter:
         sink.tap = self._played
         self.chunks_heard = 0  # microphone chunks read: capture is alive while this grows
         self._replies_written = 0  # pieces of reply audio given to the speaker
+        self._source: AudioSource | None = None
 
     # -- capture ---------------------------------------------------------------------------
 
     async def pump(self, source: AudioSource) -> None:
         """Route every chunk ``source`` delivers, until it fails (DeviceLostError)."""
+        self._source = source
+        self._pace(self._conversation.status.state)
         while True:
             chunk = await source.read()
             self.chunks_heard += 1
@@ -100,6 +107,11 @@ class AudioRouter:
         if state is State.LISTENING or mode is Uplink.HELD:
             for event in self.voice.feed(chunk):
                 self._conversation.dispatch(event)
+
+    def _pace(self, state: State) -> None:
+        """Let the microphone hold chunks back while no chunk is urgent."""
+        if self._source is not None:
+            self._source.batch = 1 if state in CONVERSATION else IDLE_BATCH
 
     def send_held(self, _change: Change) -> None:
         """What the user said over the reply, from just before its first sound: the model
@@ -133,6 +145,7 @@ class AudioRouter:
         if not change.moved:
             return
         after, before = change.after.state, change.before.state
+        self._pace(after)
         self._sink.gain = DUCKED_GAIN if after is State.DUCKED else 1.0
         if not (after in PLAYING and before in PLAYING):
             self.voice.reset()

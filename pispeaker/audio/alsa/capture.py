@@ -37,7 +37,8 @@ NATIVE_CAPTURE_RATE = 48_000
 
 
 class AlsaSource:
-    """A microphone on an ALSA capture device, as 16 kHz mono s16le chunks of ``chunk_ms``.
+    """A microphone on an ALSA capture device, as 16 kHz mono s16le chunks of ``chunk_ms``,
+    delivered to the event loop ``batch`` at a time.
 
     ``overruns`` counts audio the card lost because reading fell behind; ``dropped`` counts
     chunks thrown away because the event loop fell behind by more than ``backlog_s``.
@@ -60,6 +61,7 @@ class AlsaSource:
         self.overruns = 0
         self.dropped = 0
         self.captured_at = 0.0
+        self.batch = 1
         self.opened: Opened | None = None
         self._opener = opener
         self._chunks: asyncio.Queue[_Chunk | DeviceLostError] | None = None
@@ -136,6 +138,7 @@ class _Reader(DeviceThread):
             opened.rate, opened.channels, opened.format_name, source.channel
         )
         self.rechunker = Rechunker(source.chunk_bytes)
+        self.held: list[_Chunk] = []  # converted, waiting to go with the next ones
 
     def work(self) -> None:
         while not self.stopping.is_set():
@@ -151,18 +154,22 @@ class _Reader(DeviceThread):
             after = self.rechunker.waiting  # bytes captured after the last chunk's end
             for index, chunk in enumerate(chunks):
                 later = (len(chunks) - 1 - index) * len(chunk) + after
-                self.call_soon(self._put, _Chunk(chunk, captured_at - later / BYTES_PER_S))
+                self.held.append(_Chunk(chunk, captured_at - later / BYTES_PER_S))
+            if len(self.held) >= self.source.batch:
+                self.call_soon(self._put, self.held)
+                self.held = []
 
     def failed(self, message: str) -> None:
-        self.call_soon(self._put, DeviceLostError(message))
+        self.call_soon(self._put, [*self.held, DeviceLostError(message)])
 
-    def _put(self, item: "_Chunk | DeviceLostError") -> None:
+    def _put(self, items: "list[_Chunk | DeviceLostError]") -> None:
         if self.stopping.is_set():
             return
-        if self.chunks.full():
-            self.chunks.get_nowait()
-            self.source.dropped += 1
-        self.chunks.put_nowait(item)
+        for item in items:
+            if self.chunks.full():
+                self.chunks.get_nowait()
+                self.source.dropped += 1
+            self.chunks.put_nowait(item)
 
     async def stop(self) -> None:
         """Ask the thread to end and give it one period; a read stuck on a hung device is
