@@ -64,6 +64,20 @@ async def test_reset_applies_in_order_with_the_audio() -> None:
     assert scorer.frames == 2
 
 
+async def test_a_part_frame_before_a_reset_stays_on_the_clock() -> None:
+    scorer = ScriptedScorer([{"a": 0.1}])
+    collector = Collector()
+    listener = WakeListener(WakeDetector(scorer, {"a": 0.5}), collector.report, collector.on_frame)
+    await listener.start()
+    listener.feed(QUIET[: FRAME_BYTES // 2])
+    listener.reset()
+    listener.feed(QUIET)
+    await collector.until(1)
+    await listener.stop()
+    assert scorer.resets == 1
+    assert [round(f.end_s, 2) for f in collector.frames] == [0.12]
+
+
 class GatedScorer(ScriptedScorer):
     """Holds every frame until the gate opens: inference that cannot keep up."""
 
@@ -74,6 +88,22 @@ class GatedScorer(ScriptedScorer):
     def score(self, frame: Samples) -> dict[str, float]:
         assert self.gate.wait(5)
         return super().score(frame)
+
+
+async def test_audio_reaches_the_worker_a_whole_frame_at_a_time() -> None:
+    scorer = GatedScorer()  # the worker holds on to the first frame it gets
+    collector = Collector()
+    listener = WakeListener(WakeDetector(scorer, {"a": 0.5}), collector.report, collector.on_frame)
+    await listener.start()
+    quarter = FRAME_BYTES // 4  # a 20 ms capture chunk
+    for _ in range(7):
+        listener.feed(QUIET[:quarter])
+    waiting = listener._queue.qsize()  # what the worker is woken for
+    scorer.gate.set()
+    await collector.until(1)
+    await listener.stop()
+    assert waiting <= 1  # one frame (or none: the worker took it), never chunks
+    assert [round(f.end_s, 2) for f in collector.frames] == [0.08]
 
 
 async def test_audio_beyond_the_backlog_is_dropped_counted_and_kept_on_the_clock() -> None:

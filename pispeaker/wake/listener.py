@@ -1,7 +1,9 @@
 """The wake-word listener: a ``WakeDetector`` in its own thread, so that inference (a few
 ms per 80 ms frame, several times more on a Pi) never holds up the event loop.
 
-Audio goes in with ``feed`` (never blocks); frames come back on the event loop through
+Audio goes in with ``feed`` (never blocks) and reaches the worker a whole 80 ms frame at a
+time, so the thread wakes once per inference however the audio is chunked; frames come back
+on the event loop through
 ``report`` (only those with a detection) and ``on_frame`` (every frame, for live score
 displays). If inference falls behind by more than ``backlog_s`` the newest audio is
 dropped and counted, and the detector is told how much it missed so that its clock stays
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pispeaker.audio.pcm import INPUT_RATE, byte_count
-from pispeaker.wake.detector import Frame, WakeDetector
+from pispeaker.wake.detector import FRAME_BYTES, Frame, WakeDetector
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class WakeListener:
         self._limit = byte_count(backlog_s, INPUT_RATE)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._queued = 0  # bytes of audio waiting for the worker
+        self._partial = bytearray()  # audio short of a whole frame, not yet queued
         self._lock = threading.Lock()  # guards _queued
         self._unsent_skip = 0
         self._thread: threading.Thread | None = None
@@ -70,22 +73,34 @@ class WakeListener:
         self._thread.start()
 
     def feed(self, chunk: bytes) -> None:
-        """Queue 16 kHz mono s16le audio for the detector; never blocks."""
+        """Take 16 kHz mono s16le audio for the detector; never blocks. It is queued once
+        it makes whole frames."""
+        self._partial += chunk
+        whole = len(self._partial) - len(self._partial) % FRAME_BYTES
+        if whole:
+            self._queue_audio(bytes(self._partial[:whole]))
+            del self._partial[:whole]
+
+    def reset(self) -> None:
+        """Start the detector afresh, in order with the audio fed before (a part frame is
+        handed over first, so that it counts on the detector's clock)."""
+        if self._partial:
+            self._queue_audio(bytes(self._partial))
+            self._partial.clear()
+        self._queue.put(_Reset())
+
+    def _queue_audio(self, audio: bytes) -> None:
         with self._lock:
-            if self._queued + len(chunk) > self._limit:
-                self._unsent_skip += len(chunk)
-                self.dropped_bytes += len(chunk)
+            if self._queued + len(audio) > self._limit:
+                self._unsent_skip += len(audio)
+                self.dropped_bytes += len(audio)
                 return
-            self._queued += len(chunk)
+            self._queued += len(audio)
         if self._unsent_skip:
             self._queue.put(_Skipped(self._unsent_skip))
             log.warning("wake word fell behind: %.2f s of audio not scored", self._seconds())
             self._unsent_skip = 0
-        self._queue.put(chunk)
-
-    def reset(self) -> None:
-        """Start the detector afresh, in order with the audio queued before."""
-        self._queue.put(_Reset())
+        self._queue.put(audio)
 
     async def stop(self) -> None:
         """Stop the worker; safe to call twice."""
