@@ -7,8 +7,8 @@ without loading openWakeWord.
 """
 
 import difflib
+import importlib.util
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from pispeaker.errors import ConfigError
@@ -29,8 +29,15 @@ class ModelFile:
 
 
 def models_dir() -> Path:
-    """The directory of the built-in model files."""
-    return Path(str(resources.files(MODEL_PACKAGE) / "models"))
+    """The directory of the built-in model files. Found without importing the package
+    (its ``__init__`` imports numpy, which check-config has no use for)."""
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "wake.models",
+            [f"wake.models: the {MODEL_PACKAGE} package is not installed; reinstall pispeaker"],
+        )
+    return Path(spec.submodule_search_locations[0]) / "models"
 
 
 def builtin_names() -> list[str]:
