@@ -189,9 +189,12 @@ def build_voice_model() -> VoiceModel | None:
 GESTURE_EVENTS = {Gesture.PRESS: Event.BUTTON_PRESS, Gesture.HOLD: Event.BUTTON_HOLD}
 
 
-def build_panel(panel: PanelConfig, controller: Controller) -> "Panel":
+def build_panel(panel: PanelConfig, controller: Controller) -> "Panel | None":
     """The button and LEDs of ``panel``, wired to ``controller``: gestures become its events,
-    and every state it enters is shown (once ``started`` opens the panel)."""
+    and every state it enters is shown (once ``started`` opens the panel). None without a
+    button or an LED: gpiozero is then never imported."""
+    if not panel.button_pin and not panel.led_pins:
+        return None
     from pispeaker.panel.gpio import Panel  # gpiozero: only with a panel
 
     def on_gesture(gesture: Gesture) -> None:

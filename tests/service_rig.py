@@ -18,6 +18,15 @@ from pispeaker.emulator import LiveEmulator
 from tests.alsa_rig import AlsaRig, PacedReader, PacedWriter
 
 PISPEAKER = Path(sys.executable).parent / "pispeaker"
+#: ``pispeaker ARGS`` that writes the modules it imported, as a JSON list, to the file named
+#: by its first argument when it exits.
+MODULES_AT_EXIT = (
+    "import atexit, json, sys\n"
+    "path = sys.argv.pop(1)\n"
+    "atexit.register(lambda: open(path, 'w').write(json.dumps(sorted(sys.modules))))\n"
+    "from pispeaker.cli import main\n"
+    "main(sys.argv[1:])\n"
+)
 #: How long a daemon may take to start: imports, wake-word models, opening the devices.
 START_S = 30.0
 
@@ -138,10 +147,12 @@ class ServiceRig:
         watchdog_s: float | None = 1.0,
         environ: Mapping[str, str] | None = None,
         journal: bool = False,
+        modules_to: Path | None = None,
     ) -> Daemon:
         """Run ``pispeaker run`` on ``config``; its microphone says ``said`` in real time,
         then silence for a minute. With ``journal``, its stderr is a journal stream (as under
-        systemd) and the journal a FakeJournal."""
+        systemd) and the journal a FakeJournal; with ``modules_to``, the modules it imported
+        are written there (a JSON list) when it exits."""
         config_path = self.write_config(config)
         index = len(self.started)
         mic_fifo = self.directory / f"mic-{index}.fifo"
@@ -172,6 +183,8 @@ class ServiceRig:
             **(environ or {}),
         }
         command = [str(PISPEAKER), "--config", str(config_path), "run"]
+        if modules_to is not None:
+            command = [sys.executable, "-c", MODULES_AT_EXIT, str(modules_to), *command[1:]]
         fake_journal = FakeJournal() if journal else None
         if fake_journal is not None:
             self.stack.callback(fake_journal.close)

@@ -3,6 +3,7 @@ listener, real libasound (FIFO microphone and speaker), the real wake-word model
 synthesized speech and the Live API emulator over TLS."""
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -234,3 +235,56 @@ async def test_the_service_connects_its_mcp_servers_with_the_token_credential(
     assert await daemon.exit_code() == 0
     assert "MCP server home connected" in daemon.log
     assert MCP_TOKEN not in daemon.log
+
+
+#: Libraries a default installation (no panel, no MCP server) never uses: openWakeWord's
+#: package and its training stack, the MCP SDK, gpiozero, and what only tests, the bench and
+#: the emulator use.
+NEVER_FOR_THE_DEFAULTS = (
+    "openwakeword",
+    "sklearn",
+    "scipy",
+    "tqdm",
+    "requests",
+    "mcp",
+    "pispeaker.mcphub",
+    "gpiozero",
+    "pispeaker.panel.gpio",
+    "onnx",
+    "trustme",
+    "pispeaker.emulator",
+    "pispeaker.bench",
+)
+#: What the defaults do use: the wake word, the voice detector, the echo canceller, the
+#: Live API client, ALSA, soxr and systemd.
+USED_BY_THE_DEFAULTS = (
+    "tflite_runtime",
+    "onnxruntime",
+    "pywebrtc_audio",
+    "google.genai",
+    "alsaaudio",
+    "soxr",
+    "systemd",
+)
+
+
+@pytest.mark.timeout(90)
+async def test_a_running_daemon_imports_only_what_its_configuration_uses(
+    rig: ServiceRig, tmp_path: Path
+) -> None:
+    modules_file = tmp_path / "modules.json"
+    daemon = await rig.start(rig.config(), wake_then_request(), modules_to=modules_file)
+    notes = daemon.notes
+    ready = await notes.wait_for(has("READY", "1"), within_s=30)
+    # a whole conversation: whatever it imports on the way counts too
+    back = await notes.wait_for(status_is(LISTENING_FOR_JARVIS), after=ready + 1, within_s=30)
+    assert "In conversation, turn 1 (thinking)" in notes.statuses(ready + 1)[: back - ready]
+    daemon.send(signal.SIGTERM)
+    assert await daemon.exit_code() == 0
+    modules = set(json.loads(modules_file.read_text()))
+
+    def imported(name: str) -> bool:
+        return any(module == name or module.startswith(name + ".") for module in modules)
+
+    assert [name for name in NEVER_FOR_THE_DEFAULTS if imported(name)] == []
+    assert [name for name in USED_BY_THE_DEFAULTS if not imported(name)] == []
