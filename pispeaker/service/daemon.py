@@ -30,6 +30,7 @@ from pispeaker.config import Config
 from pispeaker.controller import Controller, MakeWake
 from pispeaker.credentials import McpToken, mcp_tokens, require_api_key
 from pispeaker.errors import PispeakerError
+from pispeaker.service.memory import give_back_free_memory
 from pispeaker.service.status import Narrator
 from pispeaker.service.systemd import Notifier, journal_handler, stderr_is_journal
 from pispeaker.states import PLAYING, State, Status
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 #: Longest the daemon waits for a task it cancelled to end (its own tasks end at once; this
 #: only bounds a stop that hangs).
 STOP_TIMEOUT_S = 2.0
+#: Seconds after a conversation ends that what it freed goes back to the system (its session
+#: closes in the background meanwhile).
+GIVE_BACK_AFTER_S = 5.0
 
 
 class Request(enum.Enum):
@@ -79,6 +83,7 @@ class Daemon:
         self.narrator = Narrator()
         self._requests: asyncio.Queue[Request] = asyncio.Queue()
         self._controller: Controller | None = None
+        self._give_back: asyncio.TimerHandle | None = None
 
     async def serve(self) -> int:
         """Run until SIGTERM; return the exit code. A configuration that cannot start raises
@@ -153,6 +158,7 @@ class Daemon:
                 )
             except PispeakerError as error:
                 raise _StartFailed(error) from error
+            give_back_free_memory()  # what start-up left: the speaker listens from here
             self.notifier.ready(self._status_line())
             return await self._serve_requests(running, controller)
 
@@ -219,8 +225,18 @@ class Daemon:
             heard = controller.chunks_heard
 
     def _show(self, status: Status) -> None:
+        if status.state is State.IDLE and self.narrator.state is not State.IDLE:
+            self._give_back_later()
         self.narrator.follow(status.state)
         self.notifier.status(self._status_line())
+
+    def _give_back_later(self) -> None:
+        """Return the memory a conversation freed once it has closed: a speaker that
+        listens all day should not hold its last conversation's peak."""
+        if self._give_back is not None:
+            self._give_back.cancel()
+        loop = asyncio.get_running_loop()
+        self._give_back = loop.call_later(GIVE_BACK_AFTER_S, give_back_free_memory)
 
     def _status_line(self) -> str:
         controller = self._controller
