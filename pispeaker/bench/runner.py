@@ -137,7 +137,10 @@ async def _service(config: Config, options: BenchOptions, directory: Path) -> li
         emulator_process(directory, 0.0, 0.0, 0.0) as endpoint,
         _running(Microphone(mic_path, *USB_MIC)),
     ):
-        settings = bench_config(config, endpoint, USB_MIC, USB_MIC, duplex="off")
+        # the owner's duplex (the shipped "auto" loads the echo canceller): its memory counts
+        settings = bench_config(
+            config, endpoint, USB_MIC, USB_MIC, duplex=config.conversation.duplex
+        )
         environ = dict(os.environ, ALSA_CONFIG_PATH=str(alsa))
         return await measure_service(settings, endpoint, environ, directory, options.idle_s)
 
@@ -271,7 +274,7 @@ def _against_floors(floor: dict[str, float], measured: dict[str, Figure]) -> lis
             "conversation CPU beyond the floor",
             "CPU-s/s",
             value=None if talk is None else talk - wake,
-            limit=0.015,
+            limit=0.03,
         ),
         figure_from(
             "rss_above_floor_mb",
