@@ -3,6 +3,7 @@
 import asyncio
 import itertools
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -308,6 +309,72 @@ def xrun_opener(at: int) -> Any:
         return Opened(Xrunning(opened, at), opened.rate, opened.channels, opened.format_name)
 
     return opener
+
+
+class Gated:
+    """A real PCM whose every ``read`` waits for the test to let one period through."""
+
+    def __init__(self, opened: Opened) -> None:
+        self.pcm, self.calls, self.allowed = opened.pcm, 0, 0
+        self.changed = threading.Condition()
+
+    def read(self) -> tuple[int, bytes]:
+        with self.changed:
+            self.calls += 1
+            self.changed.notify_all()
+            self.changed.wait_for(lambda: self.allowed >= self.calls, timeout=10)
+        return self.pcm.read()
+
+    def let_through(self, periods: int) -> None:
+        """Let ``periods`` more reads pass; return once the reader waits at the gate again
+        (what it read is converted and handed on by then)."""
+        with self.changed:
+            self.allowed += periods
+            self.changed.notify_all()
+            assert self.changed.wait_for(lambda: self.calls > self.allowed, timeout=10)
+
+    def open_wide(self) -> None:
+        with self.changed:
+            self.allowed += 1_000_000
+            self.changed.notify_all()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pcm, name)
+
+
+async def test_a_batch_holds_chunks_back_and_delivers_them_together_unchanged(
+    rig: AlsaRig, fifos: list[PacedWriter | PacedReader]
+) -> None:
+    said = speech(1.0) + silence(0.5, INPUT_RATE)
+    device = feed(rig, fifos, "testmic", said, period=640)
+    gated: list[Gated] = []
+
+    def opener(kind: int, request: Request, rate: int) -> Opened:
+        opened = open_device(kind, request, rate)
+        gated.append(Gated(opened))
+        return Opened(gated[-1], opened.rate, opened.channels, opened.format_name)
+
+    source = AlsaSource(request(device, INPUT_RATE), chunk_ms=20, opener=opener)
+    source.batch = 4
+
+    async def let_through(periods: int) -> None:
+        await asyncio.to_thread(gated[0].let_through, periods)
+        await asyncio.sleep(0)  # what the reader handed to the loop has arrived
+
+    await source.start()
+    try:
+        await let_through(3)
+        assert source._chunks is not None
+        assert source._chunks.empty()  # three held back
+        await let_through(1)
+        heard = [await source.read() for _ in range(4)]  # the fourth brings all four
+        source.batch = 1
+        await let_through(1)
+        heard.append(await source.read())
+    finally:
+        gated[0].open_wide()
+        await source.stop()
+    assert b"".join(heard) == said[: 5 * 640]
 
 
 async def test_capture_overrun_is_counted_and_reading_goes_on(
