@@ -12,6 +12,7 @@ import logging
 import math
 import re
 import ssl
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,7 @@ import websockets
 from google import genai
 from google.genai import errors, types
 from google.genai.live import AsyncSession
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 from pispeaker.config import LiveConfig
 from pispeaker.live.models import ModelRules, Proactive, known_models, rules_of
@@ -76,12 +78,26 @@ def _websocket_args(live: LiveConfig) -> dict[str, Any]:
         "ping_interval": live.ping_interval_s or None,
         "ping_timeout": live.ping_timeout_s,
         "open_timeout": live.connect_timeout_s,
+        "compression": None,  # websockets' default deflate, replaced by:
+        "extensions": [uplink_deflate()],
     }
     if live.ca_file is not None:
         context = ssl.create_default_context()
         context.load_verify_locations(cafile=str(live.ca_file))
         args["ssl"] = context
     return args
+
+
+def uplink_deflate() -> ClientPerMessageDeflateFactory:
+    """permessage-deflate as websockets offers it by default (the same offer, so the same
+    handshake, and the server's replies compressed as before), but what pispeaker sends is
+    Huffman-coded only. A 20 ms chunk is a JSON message of base64 text, 50 a second: Huffman
+    coding takes most of what deflate saves on it (0.73 of the size, where full deflate
+    gets 0.66), without the string matching that is most of deflate's time (measured at the
+    uplink's pace: 51 -> 27 us a message)."""
+    return ClientPerMessageDeflateFactory(
+        compress_settings={"memLevel": 5, "strategy": zlib.Z_HUFFMAN_ONLY}
+    )
 
 
 def connect_config(
