@@ -3,9 +3,15 @@
 import numpy as np
 import pytest
 
-from pispeaker.audio.pcm import INPUT_RATE, silence
+from pispeaker.audio.pcm import INPUT_RATE, rms_dbfs, silence
 from pispeaker.conversation.core import Duplex
-from pispeaker.conversation.hearing import CONVERGING, QUIET_S, Ear, VoiceActivity
+from pispeaker.conversation.hearing import (
+    CONVERGING,
+    QUIET_S,
+    Ear,
+    VoiceActivity,
+    louder_than,
+)
 from pispeaker.errors import EchoCancellerError
 from pispeaker.states import Event
 
@@ -240,3 +246,17 @@ def test_dropped_audio_is_told_with_its_moment() -> None:
     canceller = Converging()
     Ear(Duplex.AEC, canceller).dropped(3.5)
     assert canceller.drops == [3.5]
+
+
+@pytest.mark.parametrize("amplitude", [0.0, 1.0, 20.0, 180.0, 3000.0, 40000.0])
+@pytest.mark.parametrize("gate_dbfs", [-130.0, -60.0, -45.0, -40.0, -3.0])
+def test_the_level_gate_is_rms_dbfs(amplitude: float, gate_dbfs: float) -> None:
+    for chunk in (loud(CHUNK_S, amplitude), loud(0.0), loud(0.5, amplitude)):
+        assert louder_than(chunk, gate_dbfs) == (rms_dbfs(chunk) > gate_dbfs)
+
+
+def test_the_level_gate_at_its_edge() -> None:
+    # A square wave of amplitude 184 is -45.01 dBFS, of 185 -44.96 dBFS.
+    for amplitude, expected in ((184, False), (185, True)):
+        chunk = np.full(320, amplitude, "<i2").tobytes()
+        assert louder_than(chunk, -45.0) is expected

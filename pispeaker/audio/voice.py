@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from pispeaker.audio.pcm import INPUT_RATE, Floats, to_floats
+from pispeaker.audio.pcm import FULL_SCALE, INPUT_RATE, Floats, to_samples
 from pispeaker.errors import VoiceDetectorError
 
 #: The model shipped as package data (pyproject.toml [tool.setuptools.package-data]).
@@ -57,9 +57,12 @@ class VoiceDetector:
         self.model_path = MODEL if model_path is None else model_path
         self._session = _load(self.model_path)
         self._sr = np.array(INPUT_RATE, dtype=np.int64)
+        # The model's input, filled in place chunk by chunk (a chunk is shorter than a
+        # window: most chunks complete none): the context, then the window so far.
+        self._frame: Floats = np.zeros((1, CONTEXT + WINDOW), dtype=np.float32)
+        self._feeds = {"input": self._frame, "sr": self._sr}
+        self._filled = 0  # samples of the window so far
         self._state: Floats  # the model's recurrent state, STATE_SHAPE
-        self._context: Floats  # the last CONTEXT samples judged
-        self._pending: Floats  # samples short of a window
         self._last: float  # the probability of the last window judged
         self.reset()
 
@@ -69,30 +72,42 @@ class VoiceDetector:
         Returns the highest probability among the 512-sample windows this chunk completes,
         or, if it completes none, that of the last window judged (0 before the first).
         """
-        pending = np.concatenate([self._pending, to_floats(chunk)])
-        complete = len(pending) - len(pending) % WINDOW
-        self._pending = pending[complete:]
-        judged = [self._judge(pending[i : i + WINDOW]) for i in range(0, complete, WINDOW)]
-        if not judged:
-            return self._last
-        self._last = judged[-1]
-        return max(judged)
+        samples = to_samples(chunk)
+        window = self._frame[0, CONTEXT:]
+        judged: float | None = None
+        start = 0
+        while start < len(samples):
+            take = min(WINDOW - self._filled, len(samples) - start)
+            # int16 / 32768 is exact in float32: the same samples as to_floats gives
+            np.multiply(
+                samples[start : start + take],
+                1.0 / FULL_SCALE,
+                out=window[self._filled : self._filled + take],
+                casting="unsafe",
+            )
+            self._filled += take
+            start += take
+            if self._filled == WINDOW:
+                self._last = self._judge()
+                judged = self._last if judged is None else max(judged, self._last)
+        return self._last if judged is None else judged
 
     def reset(self) -> None:
         """Forget the audio heard so far: state, context and the samples short of a window."""
         self._state = np.zeros(STATE_SHAPE, dtype=np.float32)
-        self._context = np.zeros(CONTEXT, dtype=np.float32)
-        self._pending = np.zeros(0, dtype=np.float32)
+        self._frame[:] = 0.0
+        self._filled = 0
         self._last = 0.0
 
-    def _judge(self, window: Floats) -> float:
-        frame = np.concatenate([self._context, window])
-        feeds = {"input": frame[np.newaxis, :], "state": self._state, "sr": self._sr}
+    def _judge(self) -> float:
+        """Judge the full window; its last CONTEXT samples become the next one's context."""
+        self._feeds["state"] = self._state
         try:
-            output, self._state = self._session.run(None, feeds)
+            output, self._state = self._session.run(None, self._feeds)
         except _ORT_ERRORS as error:
             raise VoiceDetectorError(f"the voice detector failed: {error}") from error
-        self._context = frame[-CONTEXT:]
+        self._frame[0, :CONTEXT] = self._frame[0, -CONTEXT:]
+        self._filled = 0
         return float(output[0, 0])
 
 

@@ -14,7 +14,9 @@ Both work on the audio's own clock (chunk durations), never on how fast chunks a
 import logging
 from collections.abc import Callable
 
-from pispeaker.audio.pcm import INPUT_RATE, duration_s, rms_dbfs
+import numpy as np
+
+from pispeaker.audio.pcm import FULL_SCALE, INPUT_RATE, SILENCE_DBFS, duration_s, to_samples
 from pispeaker.audio.ports import Canceller, VoiceModel
 from pispeaker.conversation.core import Duplex
 from pispeaker.errors import EchoCancellerError
@@ -78,7 +80,7 @@ class VoiceActivity:
     def feed(self, chunk: bytes) -> list[Event]:
         """The events ``chunk`` brings, in order (usually none)."""
         seconds = duration_s(chunk, INPUT_RATE)
-        loud = rms_dbfs(chunk) > self.threshold_dbfs
+        loud = louder_than(chunk, self.threshold_dbfs)
         if self.voice is not None and loud and not self.sound:
             self.voice.reset()  # each sound is judged from its own start
         probability = self._probability(chunk, loud)
@@ -137,6 +139,16 @@ class VoiceActivity:
             return []
         self.reset()
         return [Event.USER_SILENCE]
+
+
+def louder_than(pcm: bytes, dbfs: float) -> bool:
+    """Whether ``rms_dbfs(pcm) > dbfs``, compared as energies: no mean, no logarithm (this
+    runs on every microphone chunk of a conversation)."""
+    samples = to_samples(pcm).astype(np.float64)
+    energy = float(np.dot(samples, samples))  # exact: a sum of squares of int16 values
+    if not energy:
+        return dbfs < SILENCE_DBFS
+    return energy > len(samples) * (FULL_SCALE * 10 ** (dbfs / 20)) ** 2
 
 
 class Ear:
