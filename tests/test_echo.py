@@ -15,7 +15,13 @@ from functools import cache
 import numpy as np
 import pytest
 
-from pispeaker.audio.echo import EchoCanceller
+from pispeaker.audio.echo import (
+    FRAMES_PER_SECOND,
+    MIN_ACTIVE_S,
+    WINDOW_S,
+    EchoCanceller,
+    _EchoMeter,
+)
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, rms_dbfs, to_samples
 from pispeaker.audio.resample import resample
 from pispeaker.errors import EchoCancellerError, PispeakerError
@@ -233,3 +239,29 @@ def test_a_missing_library_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         EchoCanceller()
     assert isinstance(raised.value, PispeakerError)
     assert "pip install pywebrtc-audio==0.2.0" in str(raised.value)
+
+
+def test_the_meter_keeps_the_sums_of_its_window() -> None:
+    # The window's sums are kept as frames come and go; they are what summing it anew gives.
+    frame, rng = 160, np.random.default_rng(5)
+    meter, kept = _EchoMeter(frame), []
+    for call in range(400):
+        frames = int(rng.integers(0, 4))
+        near, far, out = (
+            rng.normal(0, level, frames * frame).clip(-32768, 32767).astype(np.int16)
+            for level in (3000.0, 300.0 if call % 7 else 1.0, 800.0)
+        )
+        meter.add(near, far, out)
+        for index in range(frames):
+            part = slice(index * frame, (index + 1) * frame)
+            if np.sum(far[part].astype(np.float64) ** 2) > meter._floor:
+                kept.append((near[part], out[part]))
+        window = kept[-round(WINDOW_S * FRAMES_PER_SECOND) :]
+        if len(kept) < MIN_ACTIVE_S * FRAMES_PER_SECOND:
+            assert meter.erle_db() is None
+            continue
+        mic = sum(float(np.sum(n.astype(np.float64) ** 2)) for n, _ in window)
+        res = sum(float(np.sum(o.astype(np.float64) ** 2)) for _, o in window)
+        samples = len(window) * frame
+        assert meter.erle_db() == 10 * np.log10(max(mic, 1.0) / max(res, samples))
+        assert meter.residual_dbfs() == 10 * np.log10(res / samples / 32768.0**2)

@@ -138,8 +138,9 @@ class EchoCanceller:
         far = self._reference.take(first, len(near), self._clock)
         out = self._process(near, far)
         self._meter.add(near, far, out)
-        residual = self._meter.residual_dbfs()
-        self._converged |= residual is not None and residual <= QUIET_RESIDUAL_DBFS
+        if not self._converged:
+            residual = self._meter.residual_dbfs()
+            self._converged = residual is not None and residual <= QUIET_RESIDUAL_DBFS
         self.frames += len(near) // self._frame
         return self._chunker.give(out, len(samples)).tobytes()
 
@@ -334,6 +335,8 @@ class _Rechunker:
 
     def take(self, samples: Samples) -> Samples:
         """The whole frames now available; the rest waits for the next chunk."""
+        if not len(self._pending) and not len(samples) % self._frame:
+            return samples  # whole frames, as capture chunks of 10 ms multiples are
         pending = np.concatenate([self._pending, samples])
         whole = len(pending) - len(pending) % self._frame
         self._pending = pending[whole:]
@@ -351,6 +354,8 @@ class _Rechunker:
         The first time the output falls short it is delayed by that maximum (frame - 1, in
         zeros), once: a constant latency from then on.
         """
+        if not len(self._ready) and len(processed) == count:
+            return processed  # nothing held over: the frames are the chunk
         ready = np.concatenate([self._ready, processed])
         if len(ready) < count:
             ready = np.concatenate([np.zeros(self._frame - 1 - self._delay, np.int16), ready])
@@ -364,37 +369,55 @@ class _Rechunker:
 
 
 class _EchoMeter:
-    """Microphone and output energy of the last ``WINDOW_S`` of frames with playing reference."""
+    """Microphone and output energy of the last ``WINDOW_S`` of frames with playing reference.
+
+    The window's sums are kept as frames come and go: a frame's energy is a sum of squares of
+    int16 samples, a whole number far below 2**53, so the float sums are exact and never
+    drift."""
 
     def __init__(self, frame: int) -> None:
         self._frame = frame
         self._floor = frame * (FULL_SCALE * 10 ** (ACTIVE_REFERENCE_DBFS / 20)) ** 2
-        self._window: deque[tuple[float, float]] = deque(maxlen=round(WINDOW_S * FRAMES_PER_SECOND))
+        self._window: deque[tuple[float, float]] = deque()
+        self._size = round(WINDOW_S * FRAMES_PER_SECOND)
+        self._mic = self._out = 0.0  # the window's sums
         self._seen = 0
 
     def add(self, near: Samples, far: Samples, out: Samples) -> None:
         """Account the frames of one ``clean()`` call (whole frames, aligned)."""
-        mic, ref, res = (_frame_energies(x, self._frame) for x in (near, far, out))
+        if not far.any():
+            return  # nothing plays (the user's turn): no frame to account
+        mic, ref, res = _frame_energies(np.stack([near, far, out]), self._frame)
         playing = ref > self._floor
-        self._window.extend(zip(mic[playing].tolist(), res[playing].tolist(), strict=True))
-        self._seen += int(playing.sum())
+        if not playing.any():
+            return
+        for energies in zip(mic[playing].tolist(), res[playing].tolist(), strict=True):
+            if len(self._window) == self._size:
+                gone_mic, gone_out = self._window.popleft()
+                self._mic -= gone_mic
+                self._out -= gone_out
+            self._window.append(energies)
+            self._mic += energies[0]
+            self._out += energies[1]
+            self._seen += 1
 
     def erle_db(self) -> float | None:
         if not self._measured():
             return None
-        mic, out = (sum(column) for column in zip(*self._window, strict=True))
         # One LSB² per sample as the floor: a silent output is a finite (huge) ERLE.
-        return float(10 * np.log10(max(mic, 1.0) / max(out, self._samples())))
+        return float(10 * np.log10(max(self._mic, 1.0) / max(self._out, self._samples())))
 
     def residual_dbfs(self) -> float | None:
         if not self._measured():
             return None
-        out = sum(energy for _, energy in self._window)
-        mean_square = out / self._samples() / FULL_SCALE**2
-        return max(float(10 * np.log10(mean_square)), SILENCE_DBFS) if out else SILENCE_DBFS
+        if not self._out:
+            return SILENCE_DBFS
+        mean_square = self._out / self._samples() / FULL_SCALE**2
+        return max(float(10 * np.log10(mean_square)), SILENCE_DBFS)
 
     def clear(self) -> None:
         self._window.clear()
+        self._mic = self._out = 0.0
         self._seen = 0
 
     def _measured(self) -> bool:
@@ -404,8 +427,8 @@ class _EchoMeter:
         return len(self._window) * self._frame
 
 
-def _frame_energies(samples: Samples, frame: int) -> npt.NDArray[np.float64]:
-    """The sum of squares of each ``frame``-sample frame of ``samples``."""
-    frames = samples.astype(np.float64).reshape(-1, frame)
-    energies: npt.NDArray[np.float64] = np.einsum("ij,ij->i", frames, frames)
+def _frame_energies(signals: Samples, frame: int) -> npt.NDArray[np.float64]:
+    """The sum of squares of each ``frame``-sample frame of each row of ``signals``."""
+    frames = signals.astype(np.float64).reshape(len(signals), -1, frame)
+    energies: npt.NDArray[np.float64] = np.einsum("kij,kij->ki", frames, frames)
     return energies
