@@ -10,13 +10,14 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pispeaker import __version__
 from pispeaker.config import DEFAULT_CONFIG_PATH, Config, load_config
-from pispeaker.errors import PispeakerError
+from pispeaker.errors import PispeakerError, UsageError
 
 if TYPE_CHECKING:
     from pispeaker.emulator import LiveEmulator
@@ -25,17 +26,15 @@ log = logging.getLogger("pispeaker")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
+    """The argument parser with every subcommand. ``--config`` and ``-v`` are accepted
+    before or after the subcommand; every option's help shows its default."""
     parser = argparse.ArgumentParser(
-        prog="pispeaker", description="A Raspberry Pi smart speaker for the Gemini Live API."
+        prog="pispeaker",
+        description="A Raspberry Pi smart speaker for the Gemini Live API.",
+        formatter_class=_ShowDefaults,
     )
     parser.add_argument("--version", action="version", version=f"pispeaker {__version__}")
-    parser.add_argument(
-        "--config",
-        type=Path,
-        help=f"configuration file (default: {DEFAULT_CONFIG_PATH}; built-in defaults if absent)",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    _add_global_options(parser, None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_check_config(commands)
     commands.add_parser(
@@ -48,7 +47,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_panel_checks(commands)
     _add_bench(commands)
     _add_tools(commands)
+    for command in commands.choices.values():
+        command.formatter_class = _ShowDefaults
+        # SUPPRESS: given only before the subcommand, the value stays (no default after it)
+        _add_global_options(command, argparse.SUPPRESS)
     return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default,
+        help=f"configuration file (default: {DEFAULT_CONFIG_PATH}; built-in defaults if absent)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default if default is not None else 0,
+        help="show the log on the terminal; -vv: at debug level ('run': -v is debug level)",
+    )
+
+
+class _ShowDefaults(argparse.HelpFormatter):
+    """Appends an option's default to its help, unless it has none (None, off) or the help
+    already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        quiet = action.default in (None, False, argparse.SUPPRESS) or "default" in text
+        if quiet or not action.option_strings:
+            return action.help
+        return f"{text} (default: %(default)s)"
+
+
+#: Where files a command writes go unless told otherwise: not the working directory, which
+#: may be a checkout (untracked files) or not writable.
+OUTPUT_DIR = Path(tempfile.gettempdir())
 
 
 def _add_tools(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -74,9 +110,14 @@ def _add_demo(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     demo = commands.add_parser(
         "demo", help="talk to the embedded Live API emulator: no sound card, key or network"
     )
-    demo.add_argument("--input", type=Path, help="WAV file to say (default: a generated voice)")
     demo.add_argument(
-        "--output", type=Path, default=Path("pispeaker-demo-reply.wav"), help="reply WAV file"
+        "--wav", "--input", type=Path, help="WAV file to say (default: a generated voice)"
+    )
+    demo.add_argument(
+        "--output",
+        type=Path,
+        default=OUTPUT_DIR / "pispeaker-demo-reply.wav",
+        help="WAV file to write the reply to",
     )
     demo.add_argument(
         "--fast", action="store_true", help="end 1 s after the reply (not the follow-up window)"
@@ -129,7 +170,9 @@ def _add_sound_checks(commands: "argparse._SubParsersAction[argparse.ArgumentPar
         "test-mic", help="show the configured microphone's level live (Ctrl-C stops)"
     )
     mic.add_argument("--seconds", type=float, default=0.0, help="stop after this long")
-    mic.add_argument("--record", type=Path, help="also save what it heard to this WAV file")
+    mic.add_argument(
+        "--output", "--record", type=Path, help="also save what it heard to this WAV file"
+    )
     speaker = commands.add_parser(
         "test-speaker", help="play a tone or a chime on the configured speaker"
     )
@@ -166,7 +209,10 @@ def _add_bench(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "--short", action="store_true", help="every figure from fewer samples (about 1 min)"
     )
     bench.add_argument(
-        "--json", type=Path, default=Path("pispeaker-bench.json"), help="report file to write"
+        "--output",
+        type=Path,
+        default=OUTPUT_DIR / "pispeaker-bench.json",
+        help="JSON report file to write",
     )
     bench.add_argument(
         "--conversations",
@@ -185,11 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pispeaker`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=_log_level(args.command, args.verbose),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if not args.verbose:  # connection chatter of websockets and the MCP SDK's HTTP client
+    if args.verbose < 2:  # connection chatter of websockets and the MCP SDK's HTTP client
         for chatty in ("websockets", "httpx2", "mcp"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
@@ -201,13 +247,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signal.SIGINT
 
 
+def _log_level(command: str, verbose: int) -> int:
+    """The service logs what it does (its log is the journal); a command run by hand shows
+    what it was run for, and its log only when asked (warnings and errors always)."""
+    if command == "run":
+        return logging.DEBUG if verbose else logging.INFO
+    return (logging.WARNING, logging.INFO)[verbose] if verbose < 2 else logging.DEBUG
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "check-config":
         return _check_config(args.path or args.config or DEFAULT_CONFIG_PATH)
     if args.command == "run":
         from pispeaker.service.daemon import run_daemon
 
-        return run_daemon(lambda: _config(args.config), os.environ, args.verbose)
+        return run_daemon(lambda: _config(args.config), os.environ, args.verbose > 0)
     if args.command == "demo":
         return _demo(_config(args.config), args)
     if args.command in SOUND_CHECKS:
@@ -258,8 +312,30 @@ def _demo(config: Config, args: argparse.Namespace) -> int:
 
     if args.model:
         config = with_model(config, args.model)
-    options = DemoOptions(input_wav=args.input, output_wav=args.output, fast=args.fast)
+    if args.wav is not None:
+        _readable("--wav", args.wav)
+    _writable("--output", args.output)
+    options = DemoOptions(input_wav=args.wav, output_wav=args.output, fast=args.fast)
     return _wait(run_demo(config, options))
+
+
+def _readable(option: str, path: Path) -> None:
+    """Raise UsageError unless ``path`` is a file that can be read: found before the
+    command starts, not after it has run."""
+    if not path.is_file() or not os.access(path, os.R_OK):
+        reason = "is not a file" if path.exists() else "does not exist"
+        raise UsageError(f"{option} {path}: {reason}; give a WAV file that can be read")
+
+
+def _writable(option: str, path: Path) -> None:
+    """Raise UsageError unless a file can be written at ``path``."""
+    folder = path.parent
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a directory; give a file name in it")
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: no directory {folder}; create it or pick another")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{option} {path}: cannot write there; pick another place")
 
 
 SOUND_CHECKS = ("devices", "test-mic", "test-speaker")
@@ -271,7 +347,9 @@ def _sound_check(config: Config, args: argparse.Namespace) -> int:
     if args.command == "devices":
         return soundcheck.show_devices(sys.stdout)
     if args.command == "test-mic":
-        return _wait(soundcheck.test_mic(config.audio, args.seconds, args.record, sys.stdout))
+        if args.output is not None:
+            _writable("--output", args.output)
+        return _wait(soundcheck.test_mic(config.audio, args.seconds, args.output, sys.stdout))
     return _test_speaker(config, args)
 
 
@@ -301,16 +379,17 @@ def _panel_check(config: Config, args: argparse.Namespace) -> int:
 def _wake_check(config: Config, args: argparse.Namespace) -> int:
     from pispeaker.wakecheck import test_wake
 
+    if args.wav is not None:
+        _readable("--wav", args.wav)
     return _wait(test_wake(config, args.wav, args.seconds, sys.stdout))
 
 
 def _bench(config: Config, args: argparse.Namespace) -> int:
     from pispeaker.bench.runner import BenchOptions, run_bench
 
-    if not args.verbose:  # the conversations' own log lines would bury the progress
-        logging.getLogger("pispeaker").setLevel(logging.WARNING)
+    _writable("--output", args.output)
     conversations = args.conversations or (10 if args.short else 1000)
-    options = BenchOptions(args.json, args.short, conversations, args.speed)
+    options = BenchOptions(args.output, args.short, conversations, args.speed)
     return _wait(run_bench(config, options, sys.stdout))
 
 

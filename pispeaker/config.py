@@ -667,19 +667,29 @@ def load_config(path: Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise ConfigError(
-            source,
-            [
-                f"cannot read config file: {reason}. "
-                "Create it from config/pispeaker.toml or pass --config PATH."
-            ],
-        ) from exc
+        raise ConfigError(source, [_unreadable(path, exc)]) from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"invalid TOML: {exc}"]) from exc
     return parse_config(data, source)
+
+
+def _unreadable(path: Path, error: OSError | UnicodeDecodeError) -> str:
+    """Why the config file at ``path`` cannot be read, and what to do about it."""
+    if isinstance(error, IsADirectoryError):
+        return (
+            f"is a directory, not a config file; pass the file, e.g. --config "
+            f"{path / 'pispeaker.toml'}"
+        )
+    if isinstance(error, FileNotFoundError):
+        return (
+            f"cannot read config file: {error.strerror}. "
+            "Create it from config/pispeaker.toml or pass --config PATH."
+        )
+    if isinstance(error, UnicodeDecodeError):
+        return f"cannot read config file: not UTF-8 text ({error.reason} at byte {error.start})"
+    return f"cannot read config file: {error.strerror or error}; check its permissions"
 
 
 def parse_config(data: Mapping[str, Any], source: str) -> Config:
@@ -688,7 +698,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
         return Config.model_validate(data)
     except ValidationError as exc:
         errors = sorted(exc.errors(), key=lambda error: _position(data, error["loc"]))
-        raise ConfigError(source, [_problem(error) for error in errors]) from exc
+        raise ConfigError(source, [line for error in errors for line in _lines(error)]) from exc
 
 
 def redacted_toml(config: Config, api_key_status: str) -> str:
@@ -771,6 +781,12 @@ _TYPE_MESSAGES = {
     "string_too_short": "must not be empty",
     "missing": "required",
 }
+
+
+def _lines(error: ErrorDetails) -> list[str]:
+    """One line per problem: a validator that finds several says each on its own line."""
+    where, _, message = _problem(error).partition(": ")
+    return [f"{where}: {line}" for line in message.split("\n")]
 
 
 def _problem(error: ErrorDetails) -> str:

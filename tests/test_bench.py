@@ -51,7 +51,7 @@ FIGURES = {
 def test_short_bench_produces_every_figure(tmp_path: Path) -> None:
     report = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "pispeaker", "bench", "--short", "--json", str(report)],
+        [sys.executable, "-m", "pispeaker", "bench", "--short", "--output", str(report)],
         capture_output=True,
         text=True,
         cwd=tmp_path,

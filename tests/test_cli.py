@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import tomllib
 import wave
 from pathlib import Path
@@ -85,6 +86,46 @@ def test_demo_runs_a_whole_conversation_and_writes_the_parroted_reply(tmp_path: 
     assert np.max(np.abs(parroted.astype(int) - expected[: len(parroted)])) <= 2
 
 
+def test_demo_shows_its_timeline_and_the_log_only_when_asked(tmp_path: Path) -> None:
+    output = str(tmp_path / "r.wav")
+    quiet = pispeaker("demo", "--fast", "--output", output)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""  # no log lines: the timeline is what the demo is for
+    assert " INFO " not in quiet.stdout
+    logged = pispeaker("-v", "demo", "--fast", "--output", output)
+    said = [line for line in logged.stderr.splitlines() if "model said:" in line]
+    assert len(said) == 1, logged.stderr  # the reply's transcript in one line, not in pieces
+    assert said[0].endswith("model said: Reply 1.")
+
+
+def test_the_common_options_go_before_or_after_the_command(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('[live]\nvoice = "Puck"\n', encoding="utf-8")
+    before = pispeaker("--config", str(path), "check-config")
+    after = pispeaker("check-config", "--config", str(path))
+    assert before.returncode == after.returncode == 0, after.stderr
+    assert 'voice = "Puck"' in after.stdout
+    assert before.stdout == after.stdout
+
+
+def test_help_shows_the_defaults_of_options() -> None:
+    text = " ".join(pispeaker("emulator", "--help").stdout.split())
+    assert "TCP port (0 picks a free one) (default: 8443)" in text
+    bench = " ".join(pispeaker("bench", "--help").stdout.split())
+    report = Path(tempfile.gettempdir()) / "pispeaker-bench.json"  # not in a checkout
+    assert f"(default: {report})" in bench.replace("- ", "-")
+
+
+def test_demo_checks_where_it_writes_before_it_starts(tmp_path: Path) -> None:
+    result = pispeaker("demo", "--fast", "--output", str(tmp_path / "missing" / "x.wav"))
+    assert result.returncode == 64
+    assert result.stdout == ""  # nothing ran
+    assert f"--output {tmp_path / 'missing' / 'x.wav'}: no directory" in result.stderr
+    absent = pispeaker("demo", "--wav", str(tmp_path / "absent.wav"))
+    assert absent.returncode == 64
+    assert "absent.wav: does not exist" in absent.stderr
+
+
 def test_demo_reads_a_stereo_48khz_wav(tmp_path: Path) -> None:
     import numpy as np
 
@@ -96,7 +137,7 @@ def test_demo_reads_a_stereo_48khz_wav(tmp_path: Path) -> None:
         wav.setnchannels(2), wav.setsampwidth(2), wav.setframerate(48_000)
         wav.writeframes(np.repeat(framed, 2).tobytes())
     reply = tmp_path / "reply.wav"
-    result = pispeaker("demo", "--fast", "--input", str(said), "--output", str(reply))
+    result = pispeaker("demo", "--fast", "--wav", str(said), "--output", str(reply))
     assert result.returncode == 0, result.stderr
     with wave.open(str(reply)) as wav:
         assert abs(wav.getnframes() / OUTPUT_RATE - 1.0) <= 0.04  # 1 s of speech parroted
@@ -146,10 +187,11 @@ def test_check_config_warns_of_an_unknown_model(tmp_path: Path) -> None:
 
 def test_demo_talks_to_another_model_when_asked(tmp_path: Path) -> None:
     model = "gemini-2.5-flash-native-audio-preview-12-2025"
-    result = pispeaker("demo", "--fast", "--model", model, "--output", str(tmp_path / "r.wav"))
+    output = str(tmp_path / "r.wav")
+    result = pispeaker("demo", "--fast", "--model", model, "--output", output, "-v")
     assert result.returncode == 0, result.stderr
     assert f", {model}\n" in result.stdout
-    assert "speaking -> listening (reply done)" in result.stderr
+    assert "speaking -> listening (reply done)" in result.stderr  # -v after the command
 
 
 def test_demo_refuses_a_model_setting_it_cannot_take(tmp_path: Path) -> None:

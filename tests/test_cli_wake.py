@@ -42,7 +42,9 @@ def test_a_wav_without_it_stays_below_every_threshold(tmp_path: Path) -> None:
 def test_no_wake_word_configured_is_a_config_error(tmp_path: Path) -> None:
     config = tmp_path / "pispeaker.toml"
     config.write_text("[wake]\nmodels = []\n")
-    done = run_cli("--config", str(config), "test-wake", "--wav", "unused.wav")
+    unused = tmp_path / "unused.wav"
+    unused.touch()
+    done = run_cli("--config", str(config), "test-wake", "--wav", str(unused))
     assert done.returncode == 78
     assert "wake.models: is empty: list a wake word to test" in done.stderr
 

@@ -135,6 +135,15 @@ def test_missing_file_says_how_to_create_it(tmp_path: Path) -> None:
     assert caught.value.exit_code == 78
 
 
+def test_a_directory_is_named_as_one_with_the_file_to_give_instead(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert caught.value.problems == [
+        f"is a directory, not a config file; pass the file, e.g. --config "
+        f"{tmp_path / 'pispeaker.toml'}"
+    ]
+
+
 def test_models_are_frozen() -> None:
     config = Config()
     with pytest.raises(ValidationError):

@@ -65,6 +65,7 @@ class LiveSession:
         self.tools = ToolRunner(box, self.link, tasks)
         self.backoff = Backoff()  # between reconnects
         self.usage = Usage()  # the conversation's tokens so far
+        self._reply_words: list[str] = []  # the model's transcript of its turn, in pieces
 
     # -- effects ----------------------------------------------------------------------------
 
@@ -85,6 +86,7 @@ class LiveSession:
         self.tools.cancel_all()
         self._tasks.cancel("session-limit")
         self.link.stop()
+        self._log_reply()  # a turn cut off by the end
         if self.usage.total:
             log.info(
                 "the conversation used %d tokens (%d in, %d out)",
@@ -125,8 +127,10 @@ class LiveSession:
             case Transcript(speaker=speaker, text=text):
                 self._transcript(speaker, text)
             case TurnComplete():
+                self._log_reply()
                 dispatch(Event.TURN_COMPLETE)
             case Interrupted():
+                self._log_reply()
                 self.tools.cancel_all()
                 dispatch(Event.SERVER_INTERRUPTED)
             case ToolRequest():
@@ -146,10 +150,19 @@ class LiveSession:
                 self._on_crash(error)
 
     def _transcript(self, speaker: str, text: str) -> None:
+        """The user's transcript comes whole as their turn ends; the model's in pieces as it
+        speaks, logged as one line when its turn ends (or is cut)."""
+        if speaker != "user":
+            self._reply_words.append(text)
+            return
         if self._conversation.policy.log_transcripts:
-            log.info("%s said: %s", speaker, text)
-        if speaker == "user":
-            self._conversation.dispatch(Event.USER_TURN_ENDED)
+            log.info("user said: %s", text)
+        self._conversation.dispatch(Event.USER_TURN_ENDED)
+
+    def _log_reply(self) -> None:
+        said, self._reply_words = "".join(self._reply_words).strip(), []
+        if said and self._conversation.policy.log_transcripts:
+            log.info("model said: %s", said)
 
     def _lost(self, kind: Kind, message: str) -> None:
         log.warning("Live session lost: %s", message)

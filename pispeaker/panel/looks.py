@@ -177,7 +177,7 @@ def looks_for(
     ``overrides`` (state name -> look spec) applied. ``pwm`` says whether the LEDs can dim;
     without it, a look that never reaches ON_LEVEL is refused.
 
-    Raises ValueError listing every bad state name and look at once, "; "-separated.
+    Raises ValueError listing every bad state name and look at once, one to a line.
     """
     channels = channels_of(led_pins)
     looks = default_looks(channels)
@@ -189,7 +189,7 @@ def looks_for(
         except ValueError as error:
             problems.append(str(error))
     if problems:
-        raise ValueError("; ".join(problems))
+        raise ValueError("\n".join(problems))
     return looks
 
 
