@@ -205,7 +205,7 @@ async def harness() -> AsyncIterator[Harness]:
 
 
 async def test_a_microphone_that_opens_but_keeps_failing_stays_in_error_backing_off(
-    harness: Harness,
+    harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     # MemorySource's scripted loss is tied to its position, which a restart keeps: every
     # reopen succeeds and the first read fails, like a hung device. That is not "back":
@@ -218,6 +218,8 @@ async def test_a_microphone_that_opens_but_keeps_failing_stays_in_error_backing_
     assert controller.record.states == [IDLE, ERROR]
     assert controller.record.errors == ["memory microphone disappeared (as scripted)"]
     assert_backs_off(harness.clock.delays)
+    said = [r.getMessage() for r in caplog.records if "disappeared" in r.getMessage()]
+    assert len(said) == 1  # the same reason at every reopen is said once, not each time
 
 
 @pytest.mark.parametrize("missing", ["microphone", "speaker"])
@@ -235,7 +237,9 @@ async def test_a_device_missing_at_boot_is_shown_and_waited_for(missing: str) ->
     assert not mic.running  # stopped with the controller
 
 
-async def test_microphone_back_after_failed_reopens_ends_the_error(harness: Harness) -> None:
+async def test_microphone_back_after_failed_reopens_ends_the_error(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     mic = Mic()
     controller = await harness.run(mic, Speaker())
     mic.unplug(refusals=3)
@@ -245,6 +249,8 @@ async def test_microphone_back_after_failed_reopens_ends_the_error(harness: Harn
     assert controller.record.states == [IDLE, ERROR, IDLE]
     assert (mic.plug.starts, mic.plug.opens) == (1 + 3 + 1, 2)
     assert len(harness.clock.delays) == 4
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == ["test microphone cannot be opened; still retrying"]  # a new reason, once
     assert_backs_off(harness.clock.delays)
     reads = mic.reads
     await until(lambda: mic.reads > reads + 5)  # the pump reads the reopened microphone

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 #: A device that has worked this long since it came back starts its reopen backoff afresh;
 #: one that fails sooner (hung, flaky cable) keeps backing off instead of flapping.
 STABLE_S = 60.0
+#: How often a device that stays missing for the same reason is mentioned again.
+STILL_MISSING_EVERY_S = 600.0
 MICROPHONE, SPEAKER = "microphone", "speaker"
 
 
@@ -92,11 +94,15 @@ class DeviceSupervisor:
 
     async def _recover(self, port: str, start: Callable[[], Awaitable[None]], message: str) -> None:
         """Show ERROR while ``port`` is missing and reopen it with backoff until it is back.
-        The backoff carries on from the last loss unless the port then worked for STABLE_S."""
+        The backoff carries on from the last loss unless the port then worked for STABLE_S.
+        A failed reopen is logged when its reason changes, and every STILL_MISSING_EVERY_S
+        while it lasts: a device missing for an hour is one line, not hundreds."""
         log.error("%s; retrying until it is back", message)
         self._conversation.report_error(message)
         self._lost.add(port)
         backoff = self._backoff_of(port)
+        clock = asyncio.get_running_loop().time
+        said, said_at = message, clock()
         while True:
             if self._conversation.status.state is not State.ERROR:  # a press dismissed it
                 self._conversation.dispatch(Event.DEVICE_LOST, message)
@@ -104,7 +110,9 @@ class DeviceSupervisor:
             try:
                 await start()
             except DeviceLostError as error:
-                log.warning("%s", error)
+                if str(error) != said or clock() - said_at >= STILL_MISSING_EVERY_S:
+                    log.warning("%s; still retrying", error)
+                    said, said_at = str(error), clock()
                 continue
             self._back(port)
             return
