@@ -4,12 +4,12 @@ a threshold can be chosen by watching the numbers instead of guessing."""
 import asyncio
 import signal
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
 from pispeaker.app import wake_detector
-from pispeaker.audio.pcm import INPUT_RATE, byte_count
+from pispeaker.audio.pcm import INPUT_RATE, byte_count, silence
 from pispeaker.audio.wavfile import read_wav
 from pispeaker.config import Config, WakeConfig
 from pispeaker.errors import ConfigError
@@ -20,6 +20,8 @@ BAR_WIDTH = 20
 LINE_EVERY_S = 0.5
 #: Audio handed to the detector at a time from a WAV file (the microphone gives 100 ms).
 WAV_CHUNK_S = 1.0
+#: Silence scored after a WAV file: a model's score peaks a few frames after the word ends.
+WAV_TAIL_S = 1.0
 
 
 def bar(score: float, threshold: float) -> str:
@@ -88,20 +90,37 @@ async def test_wake(config: Config, wav: Path | None, seconds: float, out: TextI
     detector = wake_detector(wake)
     display, peaks = Display(wake, out), Peaks()
     out.write(f"Scoring {', '.join(detector.scorer.names)} (| marks each threshold).\n")
-    audio = _wav_chunks(wav) if wav else _microphone(config, seconds, out)
+    # A file is not a live microphone, which has listened for a while before the wake word
+    # and goes on after it: it gets the warm-up as silence before it and WAV_TAIL_S after,
+    # so that a clip of just the wake word detects it; times are the file's own.
+    lead_s = wake.warmup_s if wav else 0.0
+    audio = _wav_chunks(wav, lead_s) if wav else _microphone(config, seconds, out)
     async for chunk in audio:
         for frame in await asyncio.to_thread(detector.process, chunk):
-            display.show(frame)
-            peaks.add(frame)
-    out.write(("\n" if display.live else "") + _summary(peaks, detector.position_s, wake))
+            if frame.end_s > lead_s:
+                frame = _later_by(frame, -lead_s)
+                display.show(frame)
+                peaks.add(frame)
+    heard_s = detector.position_s - lead_s - (WAV_TAIL_S if wav else 0.0)
+    out.write(("\n" if display.live else "") + _summary(peaks, heard_s, wake, lead_s == 0))
     return 0
 
 
-async def _wav_chunks(path: Path) -> AsyncIterator[bytes]:
+def _later_by(frame: Frame, seconds: float) -> Frame:
+    """``frame`` with its times (and its detection's) moved by ``seconds``."""
+    found = frame.detection
+    if found is not None:
+        found = replace(found, start_s=found.start_s + seconds, end_s=found.end_s + seconds)
+    return replace(frame, end_s=frame.end_s + seconds, detection=found)
+
+
+async def _wav_chunks(path: Path, lead_s: float) -> AsyncIterator[bytes]:
+    yield silence(lead_s, INPUT_RATE)
     pcm = read_wav(path, INPUT_RATE)
     step = byte_count(WAV_CHUNK_S, INPUT_RATE)
     for offset in range(0, len(pcm), step):
         yield pcm[offset : offset + step]
+    yield silence(WAV_TAIL_S, INPUT_RATE)
 
 
 async def _microphone(config: Config, seconds: float, out: TextIO) -> AsyncIterator[bytes]:
@@ -127,12 +146,14 @@ async def _microphone(config: Config, seconds: float, out: TextIO) -> AsyncItera
         await source.stop()
 
 
-def _summary(peaks: Peaks, heard_s: float, wake: WakeConfig) -> str:
+def _summary(peaks: Peaks, heard_s: float, wake: WakeConfig, warmed_up: bool) -> str:
+    """The detections and each model's peak; ``warmed_up`` if the start was scored as the
+    warm-up (a microphone: a peak there is not acted on)."""
     lines = [f"Heard {heard_s:.1f} s; {peaks.detections} detection(s)."]
     for name, (score, at_s) in peaks.scores.items():
         threshold = wake.threshold_of(name)
         verdict = "reaches" if score >= threshold else "stays below"
         lines.append(f"  {name}: peak {score:.2f} at {at_s:.2f} s; {verdict} threshold {threshold}")
-        if at_s < wake.warmup_s:
+        if warmed_up and at_s < wake.warmup_s:
             lines.append(f"    (in the first {wake.warmup_s} s, the warm-up: say it after that)")
     return "\n".join(lines) + "\n"

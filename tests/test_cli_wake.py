@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pispeaker.wakecheck import bar
+from pispeaker.wakecheck import WAV_TAIL_S, bar
 from tests import speech
 
 
@@ -25,6 +25,19 @@ def test_a_wav_with_hey_jarvis_shows_one_detection_and_the_scores() -> None:
     assert any(bar(1.0, 0.5) in line for line in lines)  # a full bar
     assert "1 detection(s)." in done.stdout
     assert "reaches threshold 0.5" in done.stdout
+
+
+def test_a_short_clip_that_is_only_the_wake_word_detects_it() -> None:
+    """A file is scored as if the microphone had listened in silence before it: a one-second
+    clip of "hey jarvis" (no silence around it) detects it, at a time of the file's own."""
+    clip = speech.wake_phrase(speech.WAKE_VOICES[0], pad=0.0)
+    done = run_cli("test-wake", "--wav", str(clip))
+    assert done.returncode == 0, done.stderr
+    [detected] = [line for line in done.stdout.splitlines() if line.startswith("DETECTED")]
+    at_s = float(detected.split(" at ")[1].removesuffix(" s"))
+    clip_s = clip.stat().st_size / 32000  # 16-bit samples at 16 kHz
+    assert clip_s / 2 < at_s <= clip_s + WAV_TAIL_S  # the score peaks just after the word
+    assert "warm-up" not in done.stdout
 
 
 def test_a_wav_without_it_stays_below_every_threshold(tmp_path: Path) -> None:
