@@ -37,7 +37,7 @@ FIGURES = {
     "background_uploaded_s",
     "background_ended_s",
     "rss_after_mb",
-    "soak_growth_mb_per_1000",
+    "soak_growth_mb",  # --short: what ten conversations grew by; the full run: per 1000
     "soak_leaks",
     "floor_wake_cpu",
     "floor_rss_mb",

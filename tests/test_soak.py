@@ -13,7 +13,7 @@ from pispeaker.app import build_alsa_ports, build_controller, started
 from pispeaker.bench.growth import NOTHING, MemoryTrace
 from pispeaker.bench.rig import Endpoint, Microphone, alsa_config, fifo
 from pispeaker.bench.settings import bench_config
-from pispeaker.bench.soak import FAULTS, inject_into, plan, soak, soak_config
+from pispeaker.bench.soak import FAULTS, growth_figure, inject_into, plan, soak, soak_config
 from pispeaker.config import Config
 from pispeaker.emulator import LiveEmulator
 from tests.conftest import StartEmulator
@@ -72,3 +72,15 @@ def test_memory_growth_is_the_median_rate_so_a_single_step_is_not_a_leak() -> No
     leak = MemoryTrace([(0, 100.0), (100, 102.0), (200, 104.0), (300, 106.0), (400, 108.0)])
     assert leak.per_1000() == pytest.approx(20.0)
     assert MemoryTrace([(0, 100.0)]).per_1000() is None
+
+
+def test_a_short_soak_says_what_it_grew_by_without_a_rate_or_a_verdict() -> None:
+    trace = MemoryTrace([(0, 100.0), (5, 100.4), (10, 100.6)])
+    short = growth_figure(trace, warmup=3, conversations=10)
+    assert short.label == "soak: memory growth over 10 conversations"
+    assert short.value == pytest.approx(0.6)
+    assert short.limit is None  # nothing to pass or fail on ten conversations
+    full = growth_figure(MemoryTrace([(0, 100.0), (500, 100.1), (1000, 100.2)]), 20, 1000)
+    assert full.label == "soak: memory growth per 1000 conversations"
+    assert full.value == pytest.approx(0.2)
+    assert full.limit == 1.0

@@ -99,7 +99,8 @@ async def _measure(
     floor = _floors(options.floor_s)
     _progress(out, "service: pispeaker run, start -> READY, idle CPU and memory")
     service = await _service(config, options, _directory(scratch, "service"))
-    _progress(out, f"conversations in real time: {options.cycles} cycles of about 12 s")
+    cycles = f"{options.cycles} cycle{'s' if options.cycles != 1 else ''}"
+    _progress(out, f"conversations in real time: {cycles} of about 12 s")
     talk = await _conversations(config, options, _directory(scratch, "conversations"))
     _progress(out, f"echo in real time: 3 scenarios of {options.echo_replies} replies")
     echo = await _echo(config, options, _directory(scratch, "echo"))

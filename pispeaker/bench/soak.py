@@ -219,7 +219,6 @@ def _figures(result: SoakResult, warmup: int, conversations: int) -> list[Figure
         for fault, count in sorted(result.struck.items(), key=lambda item: item[0].value)
     )
     leaks = result.leaks
-    samples = result.memory.samples
     return [
         figure_from(
             "rss_after_mb",
@@ -227,16 +226,7 @@ def _figures(result: SoakResult, warmup: int, conversations: int) -> list[Figure
             "MB",
             value=result.memory.last_mb,
         ),
-        figure_from(
-            "soak_growth_mb_per_1000",
-            "soak: memory growth per 1000 conversations",
-            "MB",
-            value=result.memory.per_1000(),
-            limit=1.0,
-            note=f"the median over the tenths of {conversations} conversations after {warmup} "
-            f"of warm-up; in all {result.memory.total_mb or 0.0:+.2f} MB; resident memory "
-            f"after each tenth: {' '.join(f'{mb:.1f}' for _, mb in samples)} MB",
-        ),
+        growth_figure(result.memory, warmup, conversations),
         figure_from(
             "soak_leaks",
             "soak: leaked tasks, threads, fds",
@@ -248,6 +238,36 @@ def _figures(result: SoakResult, warmup: int, conversations: int) -> list[Figure
             f"{struck or 'none'}; {result.missed} came after their conversation ended",
         ),
     ]
+
+
+#: Conversations a soak needs before its memory growth is a rate: fewer (the short run's
+#: ten) say what they grew by, without a per-1000 extrapolation or a verdict.
+RATE_FROM = 100
+
+
+def growth_figure(memory: MemoryTrace, warmup: int, conversations: int) -> Figure:
+    """The soak's memory growth: a rate per 1000 conversations with its limit, or on fewer
+    than RATE_FROM what they grew by, with no limit."""
+    samples = " ".join(f"{mb:.1f}" for _, mb in memory.samples)
+    if conversations < RATE_FROM:
+        return figure_from(
+            "soak_growth_mb",
+            f"soak: memory growth over {conversations} conversations",
+            "MB",
+            value=memory.total_mb,
+            note=f"after {warmup} of warm-up; too few for a rate per 1000 (that takes "
+            f"{RATE_FROM} or more); resident memory after each: {samples} MB",
+        )
+    return figure_from(
+        "soak_growth_mb_per_1000",
+        "soak: memory growth per 1000 conversations",
+        "MB",
+        value=memory.per_1000(),
+        limit=1.0,
+        note=f"the median over the tenths of {conversations} conversations after {warmup} "
+        f"of warm-up; in all {memory.total_mb or 0.0:+.2f} MB; resident memory "
+        f"after each tenth: {samples} MB",
+    )
 
 
 class EmulatorProcess:
