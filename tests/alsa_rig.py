@@ -105,17 +105,31 @@ class PacedWriter(threading.Thread):
                 time.sleep(max(0.0, due - time.monotonic()))
             self.done.wait()
 
+    def _unblock(self) -> None:
+        """Be a reader for a moment: that ends a wait in open() for one, and what it reads
+        ends a write blocked on a full pipe."""
+        with contextlib.suppress(OSError):  # BlockingIOError: nothing to read
+            fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                os.read(fd, 1 << 16)
+            finally:
+                os.close(fd)
+
     def pause(self) -> None:
         self.paused.set()
 
     def resume(self) -> None:
         self.paused.clear()
 
-    def finish(self) -> None:
+    def finish(self, within_s: float = 10.0) -> None:
+        """Stop writing and end the thread, even one still waiting in open() for a reader
+        that never came (a test that failed before its device opened the FIFO)."""
         self.done.set()
-        if self.reopen:  # a writer waiting for the next reader: open the FIFO to free it
-            with contextlib.suppress(OSError):
-                os.close(os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK))
+        deadline = time.monotonic() + within_s
+        while self.is_alive() and time.monotonic() < deadline:
+            self._unblock()
+            self.join(0.05)
+        assert not self.is_alive(), f"the writer of {self.fifo} did not end"
 
 
 #: The speaker process: opens the FIFO read-write (so the open does not wait for a writer and

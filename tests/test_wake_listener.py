@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from pispeaker.wake import listener as listener_module
 from pispeaker.wake.detector import FRAME_BYTES, Frame, Samples, WakeDetector
 from pispeaker.wake.listener import WakeListener
 from tests.wake_fakes import ScriptedScorer
@@ -84,8 +85,10 @@ class GatedScorer(ScriptedScorer):
     def __init__(self) -> None:
         super().__init__([])
         self.gate = threading.Event()
+        self.holding = threading.Event()  # a frame is held at the gate
 
     def score(self, frame: Samples) -> dict[str, float]:
+        self.holding.set()
         assert self.gate.wait(5)
         return super().score(frame)
 
@@ -123,6 +126,39 @@ async def test_audio_beyond_the_backlog_is_dropped_counted_and_kept_on_the_clock
     await listener.stop()
     assert detector.position_s == pytest.approx(11 * 0.08)
     assert scorer.resets == 1  # the models restart after the gap
+
+
+def test_a_worker_still_busy_when_stop_gives_up_leaves_a_closed_loop_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A busy machine: stop() stops waiting for a worker stuck in a frame, and the loop
+    closes. The worker then scores nothing more and hands nothing to the closed loop."""
+    monkeypatch.setattr(listener_module, "STOP_TIMEOUT_S", 0.01)
+    failures: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    scorer, collector = GatedScorer(), Collector()
+
+    async def listen_then_stop() -> threading.Thread:
+        listener = WakeListener(
+            WakeDetector(scorer, {"a": 0.5}), collector.report, collector.on_frame
+        )
+        await listener.start()
+        for _ in range(5):
+            listener.feed(QUIET)
+        worker = listener._thread
+        assert worker is not None
+        assert await asyncio.to_thread(scorer.holding.wait, 5)
+        await listener.stop()  # gives up at once: the worker is held in its first frame
+        return worker
+
+    worker = asyncio.run(listen_then_stop())  # the loop is closed now
+    assert worker.is_alive()
+    scorer.gate.set()
+    worker.join(5)
+    assert not worker.is_alive()
+    assert failures == []  # no "Event loop is closed" from the thread
+    assert collector.frames == []
+    assert scorer.frames <= 1  # the frame it was in; the queued ones are not scored
 
 
 class BrokenScorer(ScriptedScorer):

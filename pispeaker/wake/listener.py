@@ -16,6 +16,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pispeaker.audio.pcm import INPUT_RATE, byte_count
 from pispeaker.wake.detector import FRAME_BYTES, Frame, WakeDetector
@@ -42,7 +43,8 @@ _Item = bytes | _Reset | _Skipped | None  # None stops the worker
 
 
 class WakeListener:
-    """Runs ``detector`` on a worker thread; ``start``/``stop`` on the event loop."""
+    """Runs ``detector`` on a worker thread; ``start`` and then ``stop`` (once each) on the
+    event loop."""
 
     def __init__(
         self,
@@ -61,6 +63,7 @@ class WakeListener:
         self._lock = threading.Lock()  # guards _queued
         self._unsent_skip = 0
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()  # the worker scores nothing more, reports nothing
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failed: asyncio.Future[None] | None = None
         self.dropped_bytes = 0
@@ -103,10 +106,12 @@ class WakeListener:
         self._queue.put(audio)
 
     async def stop(self) -> None:
-        """Stop the worker; safe to call twice."""
+        """Stop the worker: audio still queued is not scored, and nothing reaches the loop
+        from now on (it may close before a busy worker has noticed); safe to call twice."""
         thread, self._thread = self._thread, None
         if thread is None:
             return
+        self._stopping.set()
         self._queue.put(None)
         await asyncio.to_thread(thread.join, STOP_TIMEOUT_S)
 
@@ -123,15 +128,20 @@ class WakeListener:
         try:
             self._work()
         except BaseException as error:  # noqa: BLE001 - handed to the loop, which raises it
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._fail, error)
+            self._to_loop(self._fail, error)
+
+    def _to_loop(self, callback: Callable[[Any], None], argument: Any) -> None:
+        """Call ``callback(argument)`` on the loop, unless the listener was stopped."""
+        assert self._loop is not None  # set by start, before the thread runs
+        if not self._stopping.is_set():
+            self._loop.call_soon_threadsafe(callback, argument)
 
     def _fail(self, error: BaseException) -> None:
         if self._failed is not None and not self._failed.done():
             self._failed.set_exception(error)
 
     def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None and not self._stopping.is_set():
             if isinstance(item, _Reset):
                 self.detector.reset()
             elif isinstance(item, _Skipped):
@@ -143,8 +153,7 @@ class WakeListener:
                     self._deliver(frame)
 
     def _deliver(self, frame: Frame) -> None:
-        assert self._loop is not None  # set by start, before the thread runs
         if self._on_frame is not None:
-            self._loop.call_soon_threadsafe(self._on_frame, frame)
+            self._to_loop(self._on_frame, frame)
         if frame.detection is not None:
-            self._loop.call_soon_threadsafe(self._report, frame)
+            self._to_loop(self._report, frame)
