@@ -16,7 +16,7 @@ from pispeaker.emulator.timeline import Event as TimelineEvent
 from pispeaker.mcphub import McpHub
 from pispeaker.states import Event, State
 from tests.conftest import Rig, speech
-from tests.test_mcphub import TOKEN, HttpServer, free_port, recorded, stdio
+from tests.test_mcphub import TOKEN, HttpServer, free_port, offered, recorded, stdio
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -74,7 +74,7 @@ async def test_a_tool_that_never_answers_gets_an_error_the_model_can_say(
         Reply(audio="tone", seconds=0.3, tool_calls=(ToolCall("SlowQuery", {"tag": "t"}),))
     )
     async with McpHub([config], {}) as hub:
-        await hub.refresh()
+        await offered(hub, "SlowQuery")
         rig = await rig_factory(emulator, _question(), Policy(follow_up_s=1.0), tool_source=hub)
         rig.controller.dispatch(Event.BUTTON_PRESS)
         answer = await _answered(emulator)

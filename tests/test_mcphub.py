@@ -82,6 +82,14 @@ def home(tmp_path: Path) -> Iterator[HttpServer]:
     server.stop()
 
 
+async def offered(hub: McpHub, name: str) -> None:
+    """Refresh until the tool ``name`` is on offer: a server's start-up may take longer than
+    a short timeout_s on a busy machine (it is then tried again, as a conversation would)."""
+    async with asyncio.timeout(HANG_S * 2):
+        while name not in {tool.name for tool in hub.tools()}:
+            await hub.refresh()
+
+
 def http(server: HttpServer, name: str = "home", **fields: Any) -> McpServerConfig:
     return McpServerConfig(name=name, url=server.url, **{"timeout_s": HANG_S} | fields)
 
@@ -463,7 +471,7 @@ async def test_images_are_noted_and_structured_content_stands_in_for_missing_tex
 async def test_malformed_answers_are_isolated(home: HttpServer, tmp_path: Path) -> None:
     garbage = stdio(tmp_path / "garbage.jsonl", "garbage", name="garbage", timeout_s=SHORT_S)
     async with McpHub([garbage, http(home)], {"home": TOKEN}) as hub:
-        await hub.refresh()
+        await offered(hub, "Garbage")
         assert set(state_of(hub, "garbage").tools) == {
             "Garbage",
             "Wrong",
