@@ -206,7 +206,7 @@ def _add_bench(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="measure latency, CPU and memory on this machine (emulator and ALSA file PCMs)",
     )
     bench.add_argument(
-        "--short", action="store_true", help="every figure from fewer samples (about 1 min)"
+        "--short", action="store_true", help="every figure from fewer samples (about 50 s)"
     )
     bench.add_argument(
         "--output",
