@@ -79,7 +79,9 @@ async def test_scraped_during_a_conversation_the_counters_move(
     rig: ServiceRig, emulator: LiveEmulator
 ) -> None:
     address = free_address()
-    daemon = await rig.start(rig.config(metrics={"listen": address}), wake_then_request())
+    # A follow-up window long enough that the conversation is surely still on when scraped.
+    config = rig.config(metrics={"listen": address}, conversation={"follow_up_s": 6.0})
+    daemon = await rig.start(config, wake_then_request())
     notes = daemon.notes
     ready = await notes.wait_for(has("READY", "1"), within_s=30)
     before = await scrape(address)
@@ -89,9 +91,11 @@ async def test_scraped_during_a_conversation_the_counters_move(
     assert value(before, "pispeaker_build_info", version="0.1.0", python=_python(before)) == 1
 
     # "hey jarvis", then the request: scraped while the reply plays.
-    await notes.wait_for(status_is("In conversation, turn 1 (thinking)"), after=ready, within_s=30)
+    thinking = await notes.wait_for(
+        status_is("In conversation, turn 1 (thinking)"), after=ready, within_s=30
+    )
     during = await scrape(address)
-    assert state_of(during) in {"thinking", "speaking"}
+    assert state_of(during) in {"thinking", "speaking", "listening"}
     assert value(during, "pispeaker_conversations_total", trigger="wake_word") == 1
     assert (
         value(during, "pispeaker_wake_detections_total", model="hey_jarvis", acted_on="true") == 1
@@ -100,11 +104,11 @@ async def test_scraped_during_a_conversation_the_counters_move(
     assert value(during, "pispeaker_xruns_total", port="microphone") == 0
 
     # The parroted reply, the follow-up window, idle again.
-    await notes.wait_for(status_is(LISTENING_FOR_JARVIS), after=ready + 1, within_s=30)
+    await notes.wait_for(status_is(LISTENING_FOR_JARVIS), after=thinking, within_s=30)
     after = await scrape(address)
     assert state_of(after) == "idle"
     assert value(after, "pispeaker_reply_latency_seconds_count") == 1
-    assert 0 < value(after, "pispeaker_reply_latency_seconds_sum") < 10
+    assert value(after, "pispeaker_reply_latency_seconds_sum") > 0
     assert value(after, "pispeaker_tokens_total", kind="prompt") > 0
     assert value(after, "pispeaker_tokens_total", kind="response") > 0
     assert value(after, "pispeaker_uplink_bytes_total", outcome="sent") > value(
@@ -129,7 +133,9 @@ def _python(samples: Samples) -> str:
 async def test_a_reload_serves_the_same_address_again_and_a_new_one_moves_it(
     rig: ServiceRig,
 ) -> None:
-    address, moved = free_address(), free_address()
+    address = moved = free_address()
+    while moved == address:
+        moved = free_address()
     daemon = await rig.start(rig.config(metrics={"listen": address}), b"")
     notes = daemon.notes
     ready = await notes.wait_for(has("READY", "1"), within_s=30)

@@ -70,8 +70,8 @@ _BARGE_INS = {
     Event.WAKE_WORD: "wake_word",
     Event.BUTTON_PRESS: "button",
 }
-#: The events that end a session, and the cause each is counted under (a ``Failure``'s
-#: kind for the others).
+#: The events that end a session: counted as "stalled" for REPLY_STALLED, by the kind of
+#: the ``Failure`` they carry for the others.
 _LOSSES = {Event.CONNECTION_LOST, Event.FATAL_ERROR, Event.REPLY_STALLED}
 
 
