@@ -7,6 +7,7 @@ tree lists every key with its default and is kept in step with these models by a
 """
 
 import difflib
+import ipaddress
 import json
 import re
 import tomllib
@@ -640,6 +641,59 @@ class LoggingConfig(_Section):
     transcripts: bool = Field(True, description="Log what the user and the model said, at INFO.")
 
 
+#: A host name as DNS spells it (letters, digits and hyphens, dot-separated labels).
+_HOST_NAME = re.compile(
+    r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
+)
+_LISTEN = re.compile(r"(?:\[(?P<ipv6>[^\]]*)\]|(?P<host>[^:\[\]]+)):(?P<port>[0-9]{1,5})")
+_LISTEN_SHAPE = (
+    'must be "HOST:PORT", e.g. "0.0.0.0:9460" (every IPv4 address), "127.0.0.1:9460" (this '
+    'machine only) or "[::]:9460" (every address); "" serves no metrics'
+)
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """The host (an IPv6 address without its brackets) and port of a "HOST:PORT" listen
+    address; raise ValueError naming the right shape if it is not one."""
+    match = _LISTEN.fullmatch(value)
+    if match is None:
+        raise ValueError(_LISTEN_SHAPE)
+    host, port = match["ipv6"] if match["ipv6"] is not None else match["host"], int(match["port"])
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} must be between 1 and 65535")
+    if match["ipv6"] is not None:
+        _address(ipaddress.IPv6Address, host)
+    elif host.replace(".", "").isdigit():
+        _address(ipaddress.IPv4Address, host)
+    elif not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"{host!r} is neither an IP address nor a host name; {_LISTEN_SHAPE}")
+    return host, port
+
+
+def _address(kind: type[ipaddress.IPv4Address | ipaddress.IPv6Address], host: str) -> None:
+    try:
+        kind(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address; {_LISTEN_SHAPE}") from None
+
+
+class MetricsConfig(_Section):
+    """The Prometheus endpoint: off unless ``listen`` names an address."""
+
+    listen: str = Field(
+        "",
+        description="Address and port to serve Prometheus metrics on (/metrics), e.g. "
+        '"0.0.0.0:9460"; "" for none.',
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        if value:
+            listen_address(value)
+        return value
+
+
 class Config(_Section):
     """The whole configuration file; every section is optional."""
 
@@ -654,6 +708,7 @@ class Config(_Section):
     wake: WakeConfig = Field(default_factory=WakeConfig, description="[wake] section.")
     panel: PanelConfig = Field(default_factory=PanelConfig, description="[panel] section.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="[logging] section.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="[metrics] section.")
     tools: ToolsConfig = Field(default_factory=ToolsConfig, description="[tools] section.")
 
     def warnings(self) -> list[str]:

@@ -49,3 +49,10 @@ class UsageError(PispeakerError, ValueError):
     """A command-line argument is wrong (the message shows a right one)."""
 
     exit_code = os.EX_USAGE
+
+
+class MetricsError(PispeakerError, OSError):
+    """The Prometheus endpoint cannot listen where ``metrics.listen`` says (the port is taken,
+    the address is not this machine's); a restart may find it free."""
+
+    exit_code = os.EX_UNAVAILABLE

@@ -113,8 +113,34 @@ def test_unknown_section_suggests_the_nearest(tmp_path: Path) -> None:
 def test_unknown_section_without_a_near_one_lists_the_sections(tmp_path: Path) -> None:
     assert problems_of(tmp_path, "[zzzzzz]\n") == [
         "zzzzzz: unknown section (sections are "
-        "'live', 'assistant', 'audio', 'conversation', 'wake', 'panel', 'logging', 'tools')"
+        "'live', 'assistant', 'audio', 'conversation', 'wake', 'panel', 'logging', 'metrics', "
+        "'tools')"
     ]
+
+
+@pytest.mark.parametrize(
+    ("listen", "problem"),
+    [
+        ("9460", 'metrics.listen: must be "HOST:PORT", e.g. "0.0.0.0:9460"'),
+        ("0.0.0.0:0", "metrics.listen: port 0 must be between 1 and 65535"),
+        ("300.1.2.3:9460", "metrics.listen: '300.1.2.3' is not an IP address"),
+        ("[::g]:9460", "metrics.listen: '::g' is not an IP address"),
+        ("http://pi:9460", 'metrics.listen: must be "HOST:PORT"'),
+    ],
+)
+def test_a_bad_metrics_address_is_a_problem_naming_the_key(
+    tmp_path: Path, listen: str, problem: str
+) -> None:
+    [reported] = problems_of(tmp_path, f'[metrics]\nlisten = "{listen}"\n')
+    assert reported.startswith(problem)
+    assert reported.endswith(f"(got {listen!r})")
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:9460", "127.0.0.1:9460", "[::]:9460", "pi.lan:80"])
+def test_metrics_listen_takes_an_address_and_port(tmp_path: Path, listen: str) -> None:
+    config = load_config(write(tmp_path, f'[metrics]\nlisten = "{listen}"\n'))
+    assert config.metrics.listen == listen
+    assert Config().metrics.listen == ""  # off by default
 
 
 def test_toml_syntax_error_reports_line_and_column(tmp_path: Path) -> None:

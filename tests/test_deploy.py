@@ -49,6 +49,7 @@ NAMED = {
     "pispeaker_button_pin": ("panel", "button_pin", 17),
     "pispeaker_led_pins": ("panel", "led_pins", [5, 6, 13]),
     "pispeaker_led_rgb": ("panel", "led_rgb", True),
+    "pispeaker_metrics_listen": ("metrics", "listen", "0.0.0.0:9460"),
     "pispeaker_mcp_servers": (
         "tools",
         "mcp",

@@ -39,6 +39,7 @@ OUTSIDE = [
     "pywebrtc_audio",
     "mcp",
     "httpx2",
+    "prometheus_client",
 ]
 #: Each outside library and the places that may import it (modules or packages): one
 #: adapter, and for websockets also the emulator, which is a server of its own; onnxruntime
@@ -56,6 +57,7 @@ ADAPTERS = {
     "pywebrtc_audio": ("pispeaker/audio/echo.py",),
     "mcp": ("pispeaker/mcphub.py",),
     "httpx2": ("pispeaker/mcphub.py",),  # the HTTP client the mcp SDK takes
+    "prometheus_client": ("pispeaker/service/metrics.py",),
 }
 PACKAGE = Path(pispeaker.__file__).parent
 

@@ -28,10 +28,19 @@ HEAVY = (
     "trustme",
     "pispeaker.emulator",
     "pispeaker.bench",
+    "prometheus_client",
 )
-#: What the daemon never needs without MCP servers. httpx2 is not among them: google.genai
-#: imports it whenever it is installed.
-NOT_FOR_THE_DAEMON = ("mcp", "pispeaker.mcphub", "pispeaker.emulator", "trustme", "pispeaker.bench")
+#: What the daemon never needs without MCP servers (or metrics). httpx2 is not among them:
+#: google.genai imports it whenever it is installed.
+NOT_FOR_THE_DAEMON = (
+    "mcp",
+    "pispeaker.mcphub",
+    "pispeaker.emulator",
+    "trustme",
+    "pispeaker.bench",
+    "prometheus_client",  # only with metrics.listen set
+    "pispeaker.service.metrics",
+)
 #: The parts ``pispeaker run`` builds for a configuration, as Daemon._run builds them.
 DAEMON_PARTS = """
 import asyncio

@@ -237,9 +237,9 @@ async def test_the_service_connects_its_mcp_servers_with_the_token_credential(
     assert MCP_TOKEN not in daemon.log
 
 
-#: Libraries a default installation (no panel, no MCP server) never uses: openWakeWord's
-#: package and its training stack, the MCP SDK, gpiozero, and what only tests, the bench and
-#: the emulator use.
+#: Libraries a default installation (no panel, no MCP server, no metrics) never uses:
+#: openWakeWord's package and its training stack, the MCP SDK, gpiozero, prometheus_client,
+#: and what only tests, the bench and the emulator use.
 NEVER_FOR_THE_DEFAULTS = (
     "openwakeword",
     "sklearn",
@@ -254,6 +254,8 @@ NEVER_FOR_THE_DEFAULTS = (
     "trustme",
     "pispeaker.emulator",
     "pispeaker.bench",
+    "prometheus_client",  # metrics are off unless metrics.listen is set
+    "pispeaker.service.metrics",
 )
 #: What the defaults do use: the wake word, the voice detector, the echo canceller, the
 #: Live API client, ALSA, soxr and systemd.

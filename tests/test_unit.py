@@ -92,3 +92,13 @@ def test_lgpio_gets_a_writable_working_directory() -> None:
 def test_a_stalled_microphone_is_noticed_before_the_daemon_checks_the_watchdog() -> None:
     [watchdog] = directives()["WatchdogSec"]
     assert float(watchdog) / 2 > STALL_S
+
+
+def test_the_metrics_endpoint_may_listen_on_tcp() -> None:
+    """[metrics] listen needs IP sockets, a bind on any port above 1023 and nothing more."""
+    unit = directives()
+    [families] = unit["RestrictAddressFamilies"]
+    assert {"AF_INET", "AF_INET6"} <= set(families.split())
+    assert "@network-io" not in " ".join(unit["SystemCallFilter"])  # bind/listen not refused
+    for blocking in ("SocketBindDeny", "SocketBindAllow", "IPAddressDeny", "PrivateNetwork"):
+        assert blocking not in unit, blocking

@@ -62,7 +62,8 @@ class Policy:
 @dataclass(frozen=True)
 class Change:
     """One event fed to the machine: the status before and after, the effects carried out,
-    and what caused the event (reply audio, a wake-word detection, an error message)."""
+    and what caused the event (reply audio, a wake-word detection, the ``Failure`` that lost
+    the session, a lost device's message)."""
 
     before: Status
     event: Event

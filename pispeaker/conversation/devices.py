@@ -7,6 +7,7 @@ loop) until it is back; IDLE again once no port is missing.
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError
@@ -27,7 +28,8 @@ MICROPHONE, SPEAKER = "microphone", "speaker"
 class DeviceSupervisor:
     """Runs the capture pump (``pump``, which reads the microphone until it fails) and the
     speaker watch; ``heard_gap`` is told when the microphone comes back after a gap, and
-    ``came_back`` when either port does (the echo path between them is a new one)."""
+    ``came_back`` when either port does (the echo path between them is a new one).
+    ``losses`` counts, by port, the times one was lost (or missing at start)."""
 
     def __init__(
         self,
@@ -47,6 +49,7 @@ class DeviceSupervisor:
         self._lost: set[str] = set()
         self._backoffs: dict[str, Backoff] = {}
         self._back_at: dict[str, float] = {}  # loop time each port last came back
+        self.losses: Counter[str] = Counter()
 
     @property
     def lost_ports(self) -> frozenset[str]:
@@ -100,6 +103,7 @@ class DeviceSupervisor:
         log.error("%s; retrying until it is back", message)
         self._conversation.report_error(message)
         self._lost.add(port)
+        self.losses[port] += 1
         backoff = self._backoff_of(port)
         clock = asyncio.get_running_loop().time
         said, said_at = message, clock()

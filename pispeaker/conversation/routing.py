@@ -12,6 +12,7 @@ played is the echo canceller's reference.
 
 import logging
 import time
+from collections.abc import Callable
 
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, tone
 from pispeaker.audio.ports import AudioSink, AudioSource, PrerollRing
@@ -46,7 +47,11 @@ IDLE_BATCH = 4
 
 
 class AudioRouter:
-    """Routes captured audio by state and plays reply audio; one per controller."""
+    """Routes captured audio by state and plays reply audio; one per controller.
+
+    ``reply_observers`` are told, once per reply, when its first sample is heard
+    (``time.monotonic()`` seconds): the end of the wait the user hears.
+    """
 
     def __init__(
         self,
@@ -74,6 +79,8 @@ class AudioRouter:
         sink.tap = self._played
         self.chunks_heard = 0  # microphone chunks read: capture is alive while this grows
         self._replies_written = 0  # pieces of reply audio given to the speaker
+        self.reply_observers: list[Callable[[float], None]] = []
+        self._reply_heard = False  # the playing reply's first sample has been heard
         self._source: AudioSource | None = None
 
     # -- capture ---------------------------------------------------------------------------
@@ -152,6 +159,7 @@ class AudioRouter:
         if after in PLAYING:
             self.ear.tell_withheld()
         else:
+            self._reply_heard = False  # the next audio heard is another reply's
             self.held.clear()  # a reply that ended or was stopped: its sounds were not words
             self._conversation.stop_timer("reply-stall")
         if after not in CONVERSATION:  # what the speaker plays now is nobody's echo to cancel
@@ -189,10 +197,14 @@ class AudioRouter:
     def _played(self, pcm: bytes, heard_at: float) -> None:
         """``pcm`` went to the speaker, to be heard at ``heard_at``: the echo canceller's
         reference while a reply plays (an earcon's echo is short; cancelling it would cost
-        the user's first words)."""
+        the user's first words); the first of a reply is told to ``reply_observers``."""
         self.reference.append(pcm)
         if self._conversation.status.state in PLAYING:
             self.ear.played(pcm, heard_at)
+            if not self._reply_heard:
+                self._reply_heard = True
+                for observer in self.reply_observers:
+                    observer(heard_at)
 
     async def _stall(self) -> None:
         await self._sink.drain()

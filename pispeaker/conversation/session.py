@@ -3,8 +3,9 @@ effects say, and what the link reports turned into the machine's events.
 
 Connection failures follow the table: a transient one reconnects (resuming the session)
 after a backoff that starts afresh once a session was ready; a fatal one, or too many
-reconnects, is reported in words that name the fix. Tokens used are logged when a
-conversation ends.
+reconnects, is reported in words that name the fix; the loss's event carries the
+``Failure`` as its cause (its kind and close code, for the metrics). Tokens used are logged
+when a conversation ends, and add up in ``usage_total`` over the session's life.
 """
 
 import logging
@@ -16,6 +17,7 @@ from pispeaker.conversation.tasks import TaskOwner
 from pispeaker.conversation.toolrunner import ToolRunner
 from pispeaker.live.port import (
     Crashed,
+    Failure,
     Grounded,
     Interrupted,
     Kind,
@@ -65,6 +67,7 @@ class LiveSession:
         self.tools = ToolRunner(box, self.link, tasks)
         self.backoff = Backoff()  # between reconnects
         self.usage = Usage()  # the conversation's tokens so far
+        self.usage_total = Usage()  # every conversation's, since this session was built
         self._reply_words: list[str] = []  # the model's transcript of its turn, in pieces
 
     # -- effects ----------------------------------------------------------------------------
@@ -142,10 +145,11 @@ class LiveSession:
                 dispatch(Event.REASONING_STARTED if in_progress else Event.REASONING_DONE)
             case Usage():
                 self.usage += event
+                self.usage_total += event
             case Grounded(queries=queries):
                 log.info("the answer is grounded in Google Search (%s)", "; ".join(queries))
             case Lost(failure=failure):
-                self._lost(failure.kind, failure.message)
+                self._lost(failure)
             case Crashed(error=error):
                 self._on_crash(error)
 
@@ -164,10 +168,10 @@ class LiveSession:
         if said and self._conversation.policy.log_transcripts:
             log.info("model said: %s", said)
 
-    def _lost(self, kind: Kind, message: str) -> None:
-        log.warning("Live session lost: %s", message)
-        if kind is Kind.FATAL:
-            self._conversation.report_error(message)
-            self._conversation.dispatch(Event.FATAL_ERROR, message)
+    def _lost(self, failure: Failure) -> None:
+        log.warning("Live session lost: %s", failure.message)
+        if failure.kind is Kind.FATAL:
+            self._conversation.report_error(failure.message)
+            self._conversation.dispatch(Event.FATAL_ERROR, failure)
         else:
-            self._conversation.dispatch(Event.CONNECTION_LOST, message)
+            self._conversation.dispatch(Event.CONNECTION_LOST, failure)

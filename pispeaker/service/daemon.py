@@ -5,6 +5,8 @@ word are open; a STATUS line at every change of state; WATCHDOG=1 only while mic
 audio arrives on a responsive loop; STOPPING=1 then a clean stop (session closed, LEDs off,
 exit 0) on SIGTERM. SIGHUP reloads the configuration: a new one that is invalid (or names a
 missing key or wake-word model) is reported and the running one carries on untouched.
+With ``metrics.listen`` set, a Prometheus endpoint runs alongside the controller, and is
+stopped and started again with it on a reload.
 """
 
 import asyncio
@@ -153,6 +155,10 @@ class Daemon:
             self._controller = controller
             self.narrator.follow(controller.status.state)
             try:
+                if config.metrics.listen:
+                    await stack.enter_async_context(
+                        _metrics_served(config.metrics.listen, controller)
+                    )
                 running = await stack.enter_async_context(
                     started(controller, build_panel(config.panel, controller))
                 )
@@ -248,6 +254,16 @@ class Daemon:
             withheld = controller.ear.withheld_because
             return f"{line}; {withheld}" if withheld else line
         return line
+
+
+def _metrics_served(
+    listen: str, controller: Controller
+) -> contextlib.AbstractAsyncContextManager[object]:
+    """The Prometheus endpoint for ``controller`` on ``listen``, stopped with it (on a stop
+    and before a reload starts the next one, so that the same address can be taken again)."""
+    from pispeaker.service.metrics import serve_metrics  # prometheus_client: only when asked
+
+    return serve_metrics(listen, controller)
 
 
 async def _stop(tasks: Collection["asyncio.Task[Any]"]) -> None:
