@@ -388,6 +388,8 @@ def _bench(config: Config, args: argparse.Namespace) -> int:
     from pispeaker.bench.runner import BenchOptions, run_bench
 
     _writable("--output", args.output)
+    if not args.verbose:  # the soak's faults make its conversations warn, as they should
+        logging.getLogger("pispeaker").setLevel(logging.ERROR)
     conversations = args.conversations or (10 if args.short else 1000)
     options = BenchOptions(args.output, args.short, conversations, args.speed)
     return _wait(run_bench(config, options, sys.stdout))
