@@ -345,3 +345,21 @@ def test_now_utc_format() -> None:
     parsed = datetime.fromisoformat(text)
     assert parsed.utcoffset() is not None
     assert math.isclose(parsed.timestamp(), datetime.now().timestamp(), abs_tol=5)
+
+
+def test_a_reply_the_device_stopped_first_is_halted_at_once_for_the_interrupted_after_it() -> None:
+    """The on-device voice detector and the server's `interrupted` race: a drop that began
+    just before the `interrupted` is its halt (0 ms), not the next barge-in's drop."""
+    from pispeaker.bench.conversation import Marks, halts_of
+
+    marks = Marks(dropping=[10.000, 14.0], dropped=[10.001, 14.02], interrupted=[10.003])
+    marks.presses.append(13.98)
+    [server] = halts_of(marks, marks.interrupted)
+    assert server.before
+    assert server.halted_ms == 0.0
+    [button] = halts_of(marks, marks.presses)
+    assert not button.before
+    assert button.halted_ms == pytest.approx(40.0)
+    late = Marks(dropping=[10.5], dropped=[10.52], interrupted=[10.0])
+    [halt] = halts_of(late, late.interrupted)
+    assert halt.halted_ms == pytest.approx(520.0)  # the first drop after it, however late

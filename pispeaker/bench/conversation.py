@@ -42,6 +42,9 @@ PATIENCE_S = 20.0
 REPLY_GAP_S = 0.5
 #: How far after a halt the speaker's output counts as the tail of the stopped reply.
 TAIL_WINDOW_S = 0.25
+#: A drop that began this little before an `interrupted` was for the same barge-in: the
+#: on-device voice detector had already stopped the reply (the two race by a few ms).
+ALREADY_HALTED_S = 0.3
 
 
 @dataclass
@@ -280,7 +283,7 @@ def _downlink(marks: Marks) -> list[Figure]:
 
 
 def _barge_in(marks: Marks, speaker: Speaker) -> list[Figure]:
-    server, button = _halts(marks, marks.interrupted), _halts(marks, marks.presses)
+    server, button = halts_of(marks, marks.interrupted), halts_of(marks, marks.presses)
     return [
         figure_from(
             "interrupted_halt_ms",
@@ -288,6 +291,8 @@ def _barge_in(marks: Marks, speaker: Speaker) -> list[Figure]:
             "ms",
             [halt.halted_ms for halt in server],
             limit=10.0,
+            note=f"{sum(halt.before for halt in server)} of {len(server)} replies were "
+            "stopped by the on-device voice detector before the `interrupted` came",
         ),
         figure_from(
             "button_halt_ms",
@@ -325,18 +330,27 @@ class _Halt:
 
     @property
     def halted_ms(self) -> float:
-        return (self.halted - self.asked) * 1000
+        return max(0.0, self.halted - self.asked) * 1000
+
+    @property
+    def before(self) -> bool:
+        """The drop began before it was asked for: the device had stopped the reply."""
+        return self.dropping < self.asked
 
     @property
     def drop_ms(self) -> float:
         return (self.halted - self.dropping) * 1000
 
 
-def _halts(marks: Marks, asked: list[float]) -> list[_Halt]:
-    """The first drop after each moment in ``asked``."""
+def halts_of(marks: Marks, asked: list[float]) -> list[_Halt]:
+    """The drop of each barge-in asked for at a moment in ``asked``: the first after it, or
+    one that began at most ALREADY_HALTED_S before it (the reply was stopped on the device
+    first: halted at once, as far as that moment is concerned)."""
     halts = []
     for moment in asked:
         index = bisect_right(marks.dropping, moment)
+        if index and moment - marks.dropping[index - 1] <= ALREADY_HALTED_S:
+            index -= 1
         if index < len(marks.dropping) and index < len(marks.dropped):
             halts.append(_Halt(moment, marks.dropping[index], marks.dropped[index]))
     return halts
