@@ -29,7 +29,7 @@ from pispeaker.config import Config
 from pispeaker.controller import Controller
 from pispeaker.conversation.history import History
 from pispeaker.live.link import LiveLink
-from pispeaker.states import Event, State, Status
+from pispeaker.states import PLAYING, Event, State, Status
 
 #: The speaker: 48 kHz stereo s16le, as most USB speakers and DACs.
 SPEAKER_RATE, SPEAKER_CHANNELS = 48_000, 2
@@ -231,13 +231,20 @@ def _ready_times(marks: Marks) -> list[float]:
 
 
 def _uplink(marks: Marks, mic: Microphone, sent: list[_Sent]) -> list[Figure]:
-    """Chunks captured while a session was ready: the audio kept while connecting is the
-    wake figures' business."""
+    """Chunks captured while a session was ready and the microphone went out live: the
+    audio kept while connecting is the wake figures' business, and what the user says over
+    a reply is held on the device until the voice detector is sure (the echo figures')."""
     ready = _ready_times(marks)
-    latencies = []
+    times = [moment for moment, _, _ in marks.states]
+    latencies, held = [], 0
     for chunk in sent:
         captured = mic.seconds_at(chunk.end)
-        if ready and captured >= ready[0]:
+        if not ready or captured < ready[0]:
+            continue
+        state = marks.states[bisect_right(times, captured) - 1][1]
+        if state in PLAYING:
+            held += 1
+        else:
             latencies.append((chunk.at - captured) * 1000)
     return [
         figure_from(
@@ -246,6 +253,8 @@ def _uplink(marks: Marks, mic: Microphone, sent: list[_Sent]) -> list[Figure]:
             "ms",
             latencies,
             limit=25.0,
+            note=f"{held} chunks said over a reply, held until the voice detector was sure, "
+            "are left out",
         )
     ]
 
