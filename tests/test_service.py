@@ -254,6 +254,7 @@ NEVER_FOR_THE_DEFAULTS = (
     "trustme",
     "pispeaker.emulator",
     "pispeaker.bench",
+    "pispeaker.wake.journal",
 )
 #: What the defaults do use: the wake word, the voice detector, the echo canceller, the
 #: Live API client, ALSA, soxr and systemd.

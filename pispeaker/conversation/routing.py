@@ -12,6 +12,7 @@ played is the echo canceller's reference.
 
 import logging
 import time
+from typing import Protocol
 
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, tone
 from pispeaker.audio.ports import AudioSink, AudioSource, PrerollRing
@@ -45,6 +46,16 @@ BEFORE_ONSET_S = 0.1
 IDLE_BATCH = 4
 
 
+class WakeTap(Protocol):
+    """Hears what the wake word hears, on its clock (the false-wake journal)."""
+
+    def hear(self, chunk: bytes) -> None:
+        """``chunk`` went to the wake-word listener."""
+
+    def gap(self) -> None:
+        """The microphone was away: what came before does not join what comes next."""
+
+
 class AudioRouter:
     """Routes captured audio by state and plays reply audio; one per controller."""
 
@@ -75,6 +86,8 @@ class AudioRouter:
         self.chunks_heard = 0  # microphone chunks read: capture is alive while this grows
         self._replies_written = 0  # pieces of reply audio given to the speaker
         self._source: AudioSource | None = None
+        #: Told of every chunk the wake word hears, if set (None: no cost at all).
+        self.wake_tap: WakeTap | None = None
 
     # -- capture ---------------------------------------------------------------------------
 
@@ -97,6 +110,8 @@ class AudioRouter:
         self.preroll.append(chunk)  # the detector hears every state but MUTED: no warm-up
         if self._wake is not None:
             self._wake.feed(chunk)
+            if self.wake_tap is not None:
+                self.wake_tap.hear(chunk)
         if state not in CONVERSATION:
             return
         chunk = self.ear.clean(chunk, captured_at)  # in every conversation state
@@ -124,6 +139,8 @@ class AudioRouter:
         self.preroll.clear()
         if self._wake is not None:
             self._wake.reset()
+        if self.wake_tap is not None:
+            self.wake_tap.gap()
 
     def send_preroll(self, change: Change) -> None:
         """What the user said between the end of the wake word and now (inference lags
