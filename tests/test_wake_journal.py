@@ -193,10 +193,11 @@ async def test_muting_deletes_nothing_and_records_nothing(
     [entry] = entries_in(tmp_path)  # the first, kept
     assert entry["outcome"]["ended_by"] == "button hold"
     assert entry["outcome"]["likely_false"] is False
-    # Its clip ends where muting began: nothing heard while muted is in it.
+    # Its clip is what was heard before muting: none of the second "hey jarvis" is in it.
     clip = wav_pcm(Path(entry["wav"]))
-    assert len(clip) < byte_count(BEFORE_S + AFTER_S, INPUT_RATE) + 1
-    assert twice.find(clip) >= 0
+    second = len(wake_alone(tail_s=1.0)) + byte_count(1.0, INPUT_RATE)
+    start = twice.find(clip)
+    assert 0 < start < start + len(clip) <= second
 
 
 async def test_off_writes_nothing(emulator: LiveEmulator, tmp_path: Path) -> None:
@@ -314,6 +315,29 @@ async def test_an_ignored_detection_is_kept_as_ignored_and_a_stop_leaves_the_out
     assert len(wav_pcm(Path(old["wav"]))) == byte_count(4.0, INPUT_RATE)
     assert new["outcome"]["summary"] == "unknown: the speaker stopped"
     assert len(wav_pcm(Path(new["wav"]))) == byte_count(BEFORE_S, INPUT_RATE)
+
+
+async def test_nothing_heard_before_a_mute_or_a_gap_joins_a_later_clip(tmp_path: Path) -> None:
+    journal = WakeJournal(tmp_path, max_files=10, max_bytes=10_000_000, now=Clock())
+    hear_silence(journal, 2.0)
+    journal.on_change(Change(Status(), Event.BUTTON_HOLD, Status(State.MUTED), ()))
+    journal.on_change(Change(Status(State.MUTED), Event.BUTTON_HOLD, Status(), ()))
+    detect(journal, 2.0, 0.9, effects=False)
+    hear_silence(journal, 1.0)
+    journal.gap()  # the microphone was away
+    detect(journal, 2.5, 0.8, effects=False)
+    hear_silence(journal, 1.0)
+    await journal.close()
+    after_gap, after_mute = read_entries(tmp_path)[0]
+    assert after_mute["audio"]["silence_before_s"] == 1.0
+    assert after_gap["audio"]["silence_before_s"] == 0.5
+    for entry in (after_mute, after_gap):
+        clip = wav_pcm(Path(entry["wav"]))
+        assert len(clip) == byte_count(BEFORE_S + AFTER_S, INPUT_RATE)
+        lead = byte_count(entry["audio"]["silence_before_s"], INPUT_RATE)
+        assert not any(clip[:lead])
+        assert clip[lead : lead + 2] == bytes(2)  # the ramp starts at 0, then rises
+        assert clip[lead + 2 : lead + 4] == (1).to_bytes(2, "little")
 
 
 # -- pispeaker wake-journal -------------------------------------------------------------------
