@@ -167,7 +167,8 @@ def _add_wake_journal(commands: "argparse._SubParsersAction[argparse.ArgumentPar
     journal.add_argument(
         "--dir",
         type=Path,
-        help="the journal's directory (default: wake-journal in $STATE_DIRECTORY, else in "
+        help="the journal's directory, or the state directory holding it (default: "
+        "wake-journal in $STATE_DIRECTORY, else in "
         "~/.local/state/pispeaker)",
     )
     journal.add_argument("--json", action="store_true", help="print it all as JSON")

@@ -67,7 +67,6 @@ class _Entry:
     name: str
     record: dict[str, Any]
     start: int  # the clip, in bytes on the listener's clock
-    detected: int
     end: int
     written: bool = False  # its audio and sidecar have been handed to the writer
     user_turn: bool = False
@@ -174,7 +173,6 @@ class WakeJournal:
             name,
             record,
             detected - byte_count(BEFORE_S, INPUT_RATE),
-            detected,
             detected + byte_count(AFTER_S, INPUT_RATE),
         )
         if not acted_on:
