@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pispeaker.mcphub import McpHub
     from pispeaker.panel.gpio import Panel
     from pispeaker.wake.detector import WakeDetector
+    from pispeaker.wake.journal import WakeJournal
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,23 @@ def wake_maker(
         return None
     detector = wake_detector(wake)
     return lambda report: WakeListener(detector, report, on_frame)
+
+
+def build_journal(
+    wake: WakeConfig, environ: Mapping[str, str], controller: Controller
+) -> "WakeJournal | None":
+    """The false-wake journal in the state directory, attached to ``controller``, if
+    ``wake.journal`` is on and a wake word listens (None otherwise: nothing is kept, at no
+    cost). Close it once the controller has stopped."""
+    if not wake.journal or controller.wake is None:
+        return None
+    from pispeaker.wake.journal import DIRECTORY, WakeJournal
+
+    directory = state_dir(environ) / DIRECTORY
+    journal = WakeJournal(directory, wake.journal_max_files, wake.journal_max_mb * 1_000_000)
+    journal.attach(controller)
+    log.info("wake journal on: each detection is kept in %s", directory)
+    return journal
 
 
 def build_controller(

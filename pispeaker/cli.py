@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_emulator(commands)
     _add_sound_checks(commands)
     _add_wake_check(commands)
+    _add_wake_journal(commands)
     _add_panel_checks(commands)
     _add_bench(commands)
     _add_tools(commands)
@@ -200,6 +201,22 @@ def _add_wake_check(commands: "argparse._SubParsersAction[argparse.ArgumentParse
     wake.add_argument("--seconds", type=float, default=0.0, help="stop the microphone after")
 
 
+def _add_wake_journal(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    journal = commands.add_parser(
+        "wake-journal",
+        help="list the wake-word detections journalled (wake.journal), the likely false ones "
+        "marked, and suggest a threshold per model",
+    )
+    journal.add_argument(
+        "--dir",
+        type=Path,
+        help="the journal's directory, or the state directory holding it (default: "
+        "wake-journal in $STATE_DIRECTORY, else in "
+        "~/.local/state/pispeaker)",
+    )
+    journal.add_argument("--json", action="store_true", help="print it all as JSON")
+
+
 def _add_bench(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     bench = commands.add_parser(
         "bench",
@@ -268,6 +285,8 @@ def _run(args: argparse.Namespace) -> int:
         return _sound_check(_config(args.config), args)
     if args.command == "test-wake":
         return _wake_check(_config(args.config), args)
+    if args.command == "wake-journal":
+        return _wake_journal(_config(args.config), args)
     if args.command in PANEL_CHECKS:
         return _panel_check(_config(args.config), args)
     if args.command == "bench":
@@ -382,6 +401,19 @@ def _wake_check(config: Config, args: argparse.Namespace) -> int:
     if args.wav is not None:
         _readable("--wav", args.wav)
     return _wait(test_wake(config, args.wav, args.seconds, sys.stdout))
+
+
+def _wake_journal(config: Config, args: argparse.Namespace) -> int:
+    from pispeaker.audio.volume import state_dir
+    from pispeaker.wake.journal import DIRECTORY
+    from pispeaker.wakejournal import show_journal
+
+    directory = args.dir or state_dir(os.environ) / DIRECTORY
+    if (directory / DIRECTORY).is_dir():  # the state directory itself was given
+        directory = directory / DIRECTORY
+    wake = config.wake
+    thresholds = {Path(spec).stem: wake.threshold_of(Path(spec).stem) for spec in wake.models}
+    return show_journal(directory, wake.journal, thresholds, args.json, sys.stdout)
 
 
 def _bench(config: Config, args: argparse.Namespace) -> int:

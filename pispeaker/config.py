@@ -475,6 +475,17 @@ class WakeConfig(_Section):
         description="Seconds of audio kept so words said right after the wake word are not "
         "lost while the session connects, 0.5-10.",
     )
+    journal: bool = Field(
+        False,
+        description="Keep the audio around each detection (16 kHz WAV), its model and score, "
+        "and what followed, on the device, to find false wakes (pispeaker wake-journal).",
+    )
+    journal_max_files: int = Field(
+        200, ge=1, le=100000, description="Journal entries kept at most; the oldest go first."
+    )
+    journal_max_mb: int = Field(
+        50, ge=1, le=100000, description="Megabytes the journal keeps at most; the oldest go first."
+    )
 
     @field_validator("models")
     @classmethod

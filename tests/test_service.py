@@ -256,6 +256,7 @@ NEVER_FOR_THE_DEFAULTS = (
     "pispeaker.bench",
     "prometheus_client",  # metrics are off unless metrics.listen is set
     "pispeaker.service.metrics",
+    "pispeaker.wake.journal",
 )
 #: What the defaults do use: the wake word, the voice detector, the echo canceller, the
 #: Live API client, ALSA, soxr and systemd.

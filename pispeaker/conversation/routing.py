@@ -13,6 +13,7 @@ played is the echo canceller's reference.
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, tone
 from pispeaker.audio.ports import AudioSink, AudioSource, PrerollRing
@@ -44,6 +45,16 @@ BEFORE_ONSET_S = 0.1
 #: listens: one 80 ms frame of its audio per wake-up of the event loop instead of four (in a
 #: conversation each chunk goes on as soon as it is captured).
 IDLE_BATCH = 4
+
+
+class WakeTap(Protocol):
+    """Hears what the wake word hears, on its clock (the false-wake journal)."""
+
+    def hear(self, chunk: bytes) -> None:
+        """``chunk`` went to the wake-word listener."""
+
+    def gap(self) -> None:
+        """The microphone was away: what came before does not join what comes next."""
 
 
 class AudioRouter:
@@ -82,6 +93,8 @@ class AudioRouter:
         self.reply_observers: list[Callable[[float], None]] = []
         self._reply_heard = False  # the playing reply's first sample has been heard
         self._source: AudioSource | None = None
+        #: Told of every chunk the wake word hears, if set (None: no cost at all).
+        self.wake_tap: WakeTap | None = None
 
     # -- capture ---------------------------------------------------------------------------
 
@@ -104,6 +117,8 @@ class AudioRouter:
         self.preroll.append(chunk)  # the detector hears every state but MUTED: no warm-up
         if self._wake is not None:
             self._wake.feed(chunk)
+            if self.wake_tap is not None:
+                self.wake_tap.hear(chunk)
         if state not in CONVERSATION:
             return
         chunk = self.ear.clean(chunk, captured_at)  # in every conversation state
@@ -131,6 +146,8 @@ class AudioRouter:
         self.preroll.clear()
         if self._wake is not None:
             self._wake.reset()
+        if self.wake_tap is not None:
+            self.wake_tap.gap()
 
     def send_preroll(self, change: Change) -> None:
         """What the user said between the end of the wake word and now (inference lags

@@ -21,6 +21,7 @@ from typing import Any
 from pispeaker.app import (
     build_alsa_ports,
     build_controller,
+    build_journal,
     build_panel,
     build_volume,
     started,
@@ -153,6 +154,9 @@ class Daemon:
                 ),
             )
             self._controller = controller
+            journal = build_journal(config.wake, self._environ, controller)
+            if journal is not None:  # closed once the controller has stopped
+                stack.push_async_callback(journal.close)
             self.narrator.follow(controller.status.state)
             try:
                 if config.metrics.listen:
