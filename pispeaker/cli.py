@@ -48,7 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_panel_checks(commands)
     _add_bench(commands)
     _add_tools(commands)
+    _add_doctor(commands)
     return parser
+
+
+def _add_doctor(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        help="check everything a conversation needs, in order, with the next step for each "
+        "problem; exit 1 if there is one (works while the service runs)",
+    )
+    doctor.add_argument("--json", action="store_true", help="one JSON object, for machines")
+    doctor.add_argument(
+        "--seconds", type=float, default=3.0, help="microphone audio to judge (default 3)"
+    )
+    doctor.add_argument("--play", action="store_true", help="play a chime on the speaker")
 
 
 def _add_tools(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -220,6 +234,8 @@ def _run(args: argparse.Namespace) -> int:
         return _bench(_config(args.config), args)
     if args.command == "tools":
         return _tools(_config(args.config), args)
+    if args.command == "doctor":
+        return _doctor(args)
     return _emulator(args)
 
 
@@ -320,6 +336,15 @@ def _tools(config: Config, args: argparse.Namespace) -> int:
     if args.call:
         return _wait(call_tool(config, args.call, args.args, sys.stdout))
     return _wait(list_tools(config, sys.stdout))
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from pispeaker.doctor import Options, run_doctor
+
+    if not args.verbose:  # the checks' own log lines would bury the report
+        logging.getLogger().setLevel(logging.ERROR)
+    options = Options(args.config, args.seconds, args.play, args.json)
+    return _wait(run_doctor(options, os.environ, sys.stdout))
 
 
 def _emulator(args: argparse.Namespace) -> int:
