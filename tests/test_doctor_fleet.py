@@ -1,0 +1,123 @@
+"""deploy/doctor.yml: its syntax, and a real run over a fake fleet on this machine (local
+connections), each host's doctor command pointed at this checkout's ``pispeaker doctor
+--json`` with a configuration of its own, against the emulator and ALSA file PCMs."""
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from pispeaker.audio.pcm import INPUT_RATE, tone
+from pispeaker.emulator import LiveEmulator
+from tests.alsa_rig import AlsaRig
+from tests.deploy_rig import BIN, DEPLOY, ansible_env, checked
+
+PLAYBOOK = DEPLOY / "doctor.yml"
+MISSING = "Failed to find executable /opt/pispeaker/venv/bin/pispeaker: No such file or directory"
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_playbook_syntax(tmp_path: Path) -> None:
+    inventory = DEPLOY / "inventory.example.yml"
+    checked(
+        [BIN / "ansible-playbook", "--syntax-check", "-i", inventory, PLAYBOOK],
+        env=ansible_env(tmp_path),
+    )
+
+
+def host_config(tmp_path: Path, name: str, emulator: LiveEmulator, capture_device: str) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(
+        f'[live]\nbase_url = "{emulator.base_url}"\nca_file = "{emulator.ca_file}"\n'
+        f'[audio]\ncapture_device = "{capture_device}"\ncapture_rate = {INPUT_RATE}\n'
+        'capture_channels = 1\ncapture_format = "S16_LE"\nplayback_device = "usbspk"\n'
+        'playback_rate = 24000\nplayback_channels = 1\nplayback_format = "S16_LE"\n'
+        "[wake]\nmodels = []\n"
+    )
+    return path
+
+
+def inventory(tmp_path: Path, commands: dict[str, str]) -> Path:
+    """Hosts reached by local connections, each with its own doctor command."""
+    lines = ["[speakers]"]
+    for host, command in commands.items():
+        variables = {
+            "ansible_connection": "local",
+            "ansible_become": "false",
+            "ansible_python_interpreter": sys.executable,
+            "pispeaker_doctor_command": command,
+        }
+        lines.append(
+            host + "".join(f" {key}={json.dumps(value)}" for key, value in variables.items())
+        )
+    path = tmp_path / "inventory.ini"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def test_one_table_for_the_fleet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator: LiveEmulator
+) -> None:
+    rig = AlsaRig(tmp_path, monkeypatch)
+    (tmp_path / "said.raw").write_bytes(tone(440, 4.0, INPUT_RATE, amplitude=0.1))
+    rig.capture("usbmic", tmp_path / "said.raw")
+    rig.playback("usbspk", tmp_path / "played.raw")
+    doctor = f"{BIN / 'pispeaker'} --config {{}} doctor --json --seconds 1"
+    commands = {
+        "kitchen.local": doctor.format(host_config(tmp_path, "kitchen", emulator, "usbmic")),
+        "office.local": doctor.format(
+            host_config(tmp_path, "office", emulator, "plughw:CARD=Gone,DEV=0")
+        ),
+        # What systemd-run says where pispeaker is not installed.
+        "attic.local": f"sh -c 'echo {MISSING} >&2; exit 1'",
+    }
+    env = ansible_env(tmp_path) | {
+        "GEMINI_API_KEY": emulator.api_key,
+        "STATE_DIRECTORY": str(tmp_path / "state"),
+        "ALSA_CONFIG_PATH": os.environ["ALSA_CONFIG_PATH"],
+    }
+    # Awaited as a subprocess: the emulator serves on this loop meanwhile.
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "ansible-playbook"),
+        "-i",
+        str(inventory(tmp_path, commands)),
+        str(PLAYBOOK),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,
+        env=env,
+    )
+    out, _ = await process.communicate()
+    output = out.decode()
+    assert process.returncode == 2, output  # two speakers need attention
+    table = table_lines(output)
+    assert table[0] == "HOST           OK   CHECKS NEEDING ATTENTION"
+    rows = "\n".join(table)
+    assert "\nkitchen.local  yes  -\n" in rows
+    office = rows.split("office.local")[1].split("attic.local")[0]
+    assert office.startswith(
+        "   NO   1 problem\n"
+        "                 problem: microphone: audio.capture_device 'plughw:CARD=Gone,DEV=0' "
+        "cannot be opened"
+    )
+    assert "-> plug in the microphone, find its name with `pispeaker devices`" in office
+    assert "problem: speaker" not in office
+    attic = rows.split("attic.local")[1]
+    assert attic.startswith(f"    ?    no report: the doctor exited 1: {MISSING}\n")
+    assert "-> is pispeaker installed there?" in attic
+    # Only the hosts with problems fail, each named.
+    assert "office.local: has problems (see the table above)" in output
+    assert "attic.local: pispeaker doctor gave no report (see the table above)" in output
+    assert "kitchen.local: has problems" not in output
+    assert emulator.api_key not in output
+
+
+def table_lines(output: str) -> list[str]:
+    """The lines of the table the debug task printed (a JSON list under "msg")."""
+    start = output.index('"msg": [')
+    end = output.index("]\n}", start)
+    return list(json.loads(output[start + len('"msg": ') : end + 1]))
