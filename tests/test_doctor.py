@@ -469,6 +469,21 @@ def test_journal_errors_as_journalctl_prints_them() -> None:
     assert unit.judge_journal(None).next_step.startswith("run as root")
 
 
+def test_a_journal_this_user_may_only_partly_read_is_not_read() -> None:
+    import subprocess
+
+    hint = (
+        "Hint: You are currently not seeing messages from other users and the system.\n"
+        "      Users in groups 'adm', 'systemd-journal' can see all messages.\n"
+    )
+
+    def journalctl(args: list[str], **_: object) -> "subprocess.CompletedProcess[str]":
+        return subprocess.CompletedProcess(args, 0, "", hint)
+
+    assert unit.read_journal_errors(journalctl) is None
+    assert unit.journal_messages("-- No entries --\n") == []
+
+
 def test_not_under_systemd_here() -> None:
     results, state = unit.service_results()
     assert state is None

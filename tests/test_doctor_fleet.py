@@ -29,6 +29,75 @@ def test_playbook_syntax(tmp_path: Path) -> None:
     )
 
 
+#: Stands in for systemd-run (there is no systemd here): keeps its arguments, one a line, and
+#: prints the report of a speaker where all is well.
+FAKE_SYSTEMD_RUN = """#!/bin/sh
+printf '%s\\n' "$@" > "$(dirname "$0")/arguments"
+echo '{"ok": true, "version": "0", "checks": [{"name": "microphone", "result": "ok",
+"detail": "fine", "next_step": ""}]}'
+"""
+
+
+async def test_by_default_it_runs_as_the_service_with_its_credentials(tmp_path: Path) -> None:
+    bin_dir, config_dir = tmp_path / "bin", tmp_path / "etc"
+    bin_dir.mkdir()
+    config_dir.mkdir()
+    fake = bin_dir / "systemd-run"
+    fake.write_text(FAKE_SYSTEMD_RUN)
+    fake.chmod(0o755)
+    for secret in ("gemini-api-key", "mcp-home-token", "pispeaker.toml"):
+        (config_dir / secret).write_text("x\n")
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(
+        f"kitchen.local ansible_connection=local ansible_become=false "
+        f"ansible_python_interpreter={sys.executable}\n"
+    )
+    env = ansible_env(tmp_path) | {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "ansible-playbook"),
+        "-i",
+        str(inventory),
+        str(PLAYBOOK),
+        "-e",
+        f"pispeaker_doctor_config_dir={config_dir}",
+        "-e",
+        "pispeaker_doctor_options='--play --seconds 5'",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,
+        env=env,
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0, out.decode()
+    assert "kitchen.local  yes  -" in out.decode()
+    arguments = (bin_dir / "arguments").read_text().splitlines()
+    properties = [arguments[i + 1] for i, word in enumerate(arguments) if word == "-p"]
+    assert sorted(properties) == sorted(
+        [
+            "User=pispeaker",
+            "Group=pispeaker",
+            "SupplementaryGroups=audio gpio systemd-journal",
+            "StateDirectory=pispeaker",
+            "StateDirectoryMode=0700",
+            "RuntimeDirectory=pispeaker-doctor",
+            "WorkingDirectory=/run/pispeaker-doctor",
+            f"LoadCredential=gemini-api-key:{config_dir}/gemini-api-key",
+            f"LoadCredential=mcp-home-token:{config_dir}/mcp-home-token",
+        ]
+    )
+    assert arguments[:5] == ["--quiet", "--wait", "--pipe", "--collect", "--service-type=exec"]
+    assert arguments[-8:] == [
+        "/opt/pispeaker/venv/bin/pispeaker",
+        "--config",
+        f"{config_dir}/pispeaker.toml",
+        "doctor",
+        "--json",
+        "--play",
+        "--seconds",
+        "5",
+    ]
+
+
 def host_config(tmp_path: Path, name: str, emulator: LiveEmulator, capture_device: str) -> Path:
     path = tmp_path / f"{name}.toml"
     path.write_text(

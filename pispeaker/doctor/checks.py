@@ -78,7 +78,8 @@ def check_key(live: LiveConfig, environ: Mapping[str, str]) -> tuple[Result, Api
         return problem(
             name,
             f"the service's key is in {KEY_FILE}, which this user cannot read",
-            "run the check as root (sudo pispeaker doctor), as the fleet check does",
+            "run it as root (sudo pispeaker doctor), or with the service's credential as "
+            "deploy/doctor.yml does",
         ), None
     return problem(
         name, f"no Gemini API key found; looked in {', '.join(PLACES)}", HOW_TO_SET

@@ -122,32 +122,22 @@ def judge_unit(state: UnitState) -> Result:
 
 def read_journal_errors(run: Run = subprocess.run) -> list[str] | None:
     """The messages the unit logged at error or worse in the last hour, oldest first; None
-    if the journal cannot be read."""
+    if the journal cannot be read (or only this user's part of it: the system's is what
+    matters, and journalctl then says so on stderr)."""
+    command = ["journalctl", "-u", UNIT, "-p", "err", "--since", JOURNAL_SINCE, "-o", "json"]
     try:
         done = run(
-            [
-                "journalctl",
-                "-u",
-                UNIT,
-                "-p",
-                "err",
-                "--since",
-                JOURNAL_SINCE,
-                "-o",
-                "json",
-                "--no-pager",
-                "-q",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
+            [*command, "--no-pager"], capture_output=True, text=True, timeout=20, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if done.returncode != 0:
+    if done.returncode != 0 or any(hint in done.stderr for hint in PARTIAL_JOURNAL):
         return None
     return journal_messages(done.stdout)
+
+
+#: What journalctl says when this user may not read the system's journal.
+PARTIAL_JOURNAL = ("not seeing messages from other users", "insufficient permissions")
 
 
 def journal_messages(text: str) -> list[str]:
@@ -155,7 +145,7 @@ def journal_messages(text: str) -> list[str]:
     that is not valid UTF-8 comes as a list of byte values)."""
     messages = []
     for line in text.splitlines():
-        if not line.strip():
+        if not line.startswith("{"):  # e.g. "-- No entries --"
             continue
         message = json.loads(line).get("MESSAGE", "")
         if isinstance(message, list):
