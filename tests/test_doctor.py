@@ -30,7 +30,7 @@ from pispeaker.config import (
     load_config,
 )
 from pispeaker.credentials import ApiKey
-from pispeaker.doctor import Options, checks, examine, network, unit
+from pispeaker.doctor import Options, checks, examine, holders, network, unit
 from pispeaker.doctor.results import Outcome, Result
 from pispeaker.emulator import LiveEmulator
 from pispeaker.soundcheck import chime
@@ -414,6 +414,7 @@ Result=success
 ExecMainStatus=0
 NRestarts=2
 StatusText=Listening for 'hey jarvis'
+MainPID=4242
 """
 #: ... of one that gave up on a configuration error.
 FAILED = """\
@@ -424,6 +425,7 @@ Result=exit-code
 ExecMainStatus=78
 NRestarts=0
 StatusText=
+MainPID=0
 """
 
 
@@ -431,6 +433,8 @@ def test_unit_states_as_systemctl_show_prints_them() -> None:
     running = unit.UnitState.parse(RUNNING)
     assert running.active
     assert running.restarts == 2
+    assert running.main_pid == 4242
+    assert unit.UnitState.parse(FAILED).main_pid is None
     result = unit.judge_unit(running)
     assert result.outcome is Outcome.WARNING
     assert result.detail == (
@@ -499,7 +503,7 @@ async def test_a_silent_microphone_is_wrong_or_muted(rig: AlsaRig, tmp_path: Pat
     rig.capture("mutedmic", tmp_path / "silence.raw")
     config = write_config(tmp_path, audio={"capture_device": "mutedmic"})
     audio = load_config(config).audio
-    result = await checks.check_microphone(audio, 1.0, service_active=False)
+    result = await checks.check_microphone(audio, 1.0, service=None)
     assert result.outcome is Outcome.PROBLEM
     assert result.detail.endswith("silence, every sample 0 (wrong device, or muted)")
     assert "`pispeaker devices`" in result.next_step
@@ -511,10 +515,84 @@ async def test_a_clipping_microphone_is_a_warning(rig: AlsaRig, tmp_path: Path) 
     rig.capture("loudmic", tmp_path / "loud.raw")
     config = write_config(tmp_path, audio={"capture_device": "loudmic"})
     audio = load_config(config).audio
-    result = await checks.check_microphone(audio, 1.0, service_active=False)
+    result = await checks.check_microphone(audio, 1.0, service=None)
     assert result.outcome is Outcome.WARNING
     assert result.detail.endswith("the signal clips")
     assert result.next_step == "turn the microphone gain down (alsamixer)"
+
+
+async def test_a_mixer_control_the_card_lacks_is_a_warning(rig: AlsaRig, tmp_path: Path) -> None:
+    config = write_config(tmp_path, audio={"mixer_control": "Speaker", "mixer_device": "usbspk"})
+    environ = {"STATE_DIRECTORY": str(tmp_path / "state")}
+    result = await checks.check_speaker(load_config(config).audio, False, environ, None)
+    assert result.outcome is Outcome.WARNING
+    assert result.detail.startswith("'usbspk' opens (24000 Hz, 1 ch, S16_LE) (--play plays")
+    assert "but audio.mixer_control 'Speaker' on audio.mixer_device 'usbspk': " in result.detail
+    assert result.next_step.startswith("set audio.mixer_control to one of those controls")
+
+
+#: /proc/asound/cardN/pcmDc/subS/status of a substream a process has open (as the kernel
+#: writes it), and of a closed one.
+OPEN_STATUS = """\
+state: RUNNING
+owner_pid   : 4242
+trigger_time: 1717.371048620
+tstamp      : 1725.103224434
+delay       : 320
+avail       : 320
+avail_max   : 640
+-----
+hw_ptr      : 123680
+appl_ptr    : 123360
+"""
+
+
+@pytest.fixture
+def proc(tmp_path: Path) -> Path:
+    """A /proc with card 1 ("Device"): its capture held by pid 4242 (pispeaker), its
+    playback closed."""
+    proc = tmp_path / "proc"
+    card = proc / "asound" / "card1"
+    for pcm, status in (("pcm0c", OPEN_STATUS), ("pcm0p", "closed\n")):
+        (card / pcm / "sub0").mkdir(parents=True)
+        (card / pcm / "sub0" / "status").write_text(status)
+    (proc / "asound" / "Device").symlink_to("card1")
+    (proc / "4242").mkdir()
+    (proc / "4242" / "comm").write_text("pispeaker\n")
+    return proc
+
+
+@pytest.mark.parametrize(
+    "device", ["plughw:CARD=Device,DEV=0", "hw:CARD=Device", "hw:1,0", "plughw:1", "front:Device"]
+)
+def test_who_holds_a_card_device(proc: Path, device: str) -> None:
+    assert holders.holder_of(device, True, proc=proc) == holders.Holder(4242, "pispeaker")
+    assert holders.holder_of(device, False, proc=proc) is None  # its playback is free
+
+
+def test_a_name_without_a_card_is_held_if_the_service_holds_that_direction(proc: Path) -> None:
+    assert holders.holder_of("default", True, proc=proc) is None  # cannot tell
+    assert holders.holder_of("default", True, 4242, proc) == holders.Holder(4242, "pispeaker")
+    assert holders.holder_of("default", True, 999, proc) is None
+    assert holders.holder_of("default", False, 4242, proc) is None
+    assert holders.holder_of("hw:CARD=Other,DEV=0", True, 4242, proc) is None  # no such card
+
+
+def test_a_device_held_by_the_service_or_another_program() -> None:
+    held = holders.Holder(4242, "pispeaker")
+    device = "audio.capture_device 'hw:CARD=Device,DEV=0'"
+    by_service = checks._held("microphone", device, held, service=4242)
+    assert by_service == Result(
+        "microphone",
+        Outcome.WARNING,
+        f"{device} is in use by the running service (pid 4242 (pispeaker))",
+        checks.STOP_SERVICE,
+    )
+    assert checks.STOP_SERVICE.startswith("this check needs the service stopped: sudo systemctl")
+    by_other = checks._held("microphone", device, holders.Holder(77, "arecord"), service=None)
+    assert by_other.outcome is Outcome.PROBLEM
+    assert by_other.detail == f"{device} is in use by pid 77 (arecord)"
+    assert "dsnoop" in by_other.next_step
 
 
 def test_a_device_the_running_service_holds_is_a_warning() -> None:

@@ -40,12 +40,13 @@ async def examine(options: Options, environ: Mapping[str, str]) -> list[Result]:
         return [config_result, *unusable, *service, checks.check_state_dir(environ), mcp]
     key_result, key = checks.check_key(config.live, environ)
     active = state is not None and state.active
+    service_pid = state.main_pid if state is not None and state.active else None
     return [
         config_result,
         key_result,
         *await _cloud(config, key),
-        await checks.check_microphone(config.audio, options.seconds, active),
-        await checks.check_speaker(config.audio, options.play, environ, active),
+        await checks.check_microphone(config.audio, options.seconds, service_pid),
+        await checks.check_speaker(config.audio, options.play, environ, service_pid),
         await checks.check_wake(config.wake),
         await checks.check_panel(config.panel, active),
         *service,

@@ -25,10 +25,13 @@ from pispeaker.credentials import (
     find_api_key,
     mcp_tokens,
 )
+from pispeaker.doctor.holders import Holder, holder_of
 from pispeaker.doctor.results import Result, ok, problem, skipped, warning
 from pispeaker.errors import ConfigError, CredentialError, PispeakerError
 from pispeaker.live.models import known_models
 
+#: The least microphone audio judged, in seconds.
+MIN_SECONDS = 0.1
 #: Said of a device or pin the running service holds.
 STOP_SERVICE = (
     "this check needs the service stopped: sudo systemctl stop pispeaker, run "
@@ -134,25 +137,29 @@ async def check_session(live: LiveConfig, key: ApiKey) -> Result:
 # -- sound ---------------------------------------------------------------------------------
 
 
-async def check_microphone(audio: AudioConfig, seconds: float, service_active: bool) -> Result:
+async def check_microphone(audio: AudioConfig, seconds: float, service: int | None) -> Result:
     """Open the capture device at the configured format, record ``seconds`` and judge the
-    level: silence (wrong device or muted), very quiet, clipping."""
+    level: silence (wrong device or muted), very quiet, clipping. ``service`` is the pid of
+    the running service, if it runs."""
     from pispeaker.audio import alsa
     from pispeaker.audio.pcm import INPUT_RATE
     from pispeaker.audio.ports import DeviceLostError
     from pispeaker.soundcheck import Levels
 
     name = "microphone"
+    held = holder_of(audio.capture_device, True, service)
+    if held is not None:
+        return _held(name, f"audio.capture_device {audio.capture_device!r}", held, service)
     source = alsa.AlsaSource(
         alsa.capture_request(audio), chunk_ms=100, channel=audio.capture_channel
     )
     levels = Levels()
     try:
         await source.start()
-        while levels.samples < seconds * INPUT_RATE:
+        while levels.samples < max(seconds, MIN_SECONDS) * INPUT_RATE:
             levels.add(await source.read())
     except DeviceLostError as error:
-        return _device_failed(name, "audio.capture_device", error, service_active)
+        return _device_failed(name, "audio.capture_device", error, service is not None)
     finally:
         await source.stop()
     assert source.opened is not None
@@ -184,16 +191,19 @@ def _judge_level(name: str, heard: str, peak_dbfs: float) -> Result:
 
 
 async def check_speaker(
-    audio: AudioConfig, play: bool, environ: Mapping[str, str], service_active: bool
+    audio: AudioConfig, play: bool, environ: Mapping[str, str], service: int | None
 ) -> Result:
     """Open the playback device at the configured format; with ``play``, play the chime at
-    the speaker's volume."""
+    the speaker's volume. ``service`` is the pid of the running service, if it runs."""
     from pispeaker.app import build_volume
     from pispeaker.audio import alsa
     from pispeaker.audio.ports import DeviceLostError
     from pispeaker.soundcheck import chime
 
     name = "speaker"
+    held = holder_of(audio.playback_device, False, service)
+    if held is not None:
+        return _held(name, f"audio.playback_device {audio.playback_device!r}", held, service)
     sink = alsa.AlsaSink(alsa.playback_request(audio))
     volume = build_volume(audio, environ)
     try:
@@ -202,12 +212,46 @@ async def check_speaker(
             sink.write(volume.apply(chime()))
             await sink.drain()
     except DeviceLostError as error:
-        return _device_failed(name, "audio.playback_device", error, service_active)
+        return _device_failed(name, "audio.playback_device", error, service is not None)
     finally:
         await sink.stop()
     assert sink.opened is not None
     played = f"; played the chime at volume {volume.level}" if play else " (--play plays a chime)"
-    return ok(name, f"{audio.playback_device!r} opens ({sink.opened.describe()}){played}")
+    opens = f"{audio.playback_device!r} opens ({sink.opened.describe()}){played}"
+    mixer = _mixer_problem(audio)
+    if mixer:
+        return warning(
+            name,
+            f"{opens}; but {mixer}: the volume is set in software instead",
+            'set audio.mixer_control to one of those controls, or to "" for software volume',
+        )
+    return ok(name, opens)
+
+
+def _mixer_problem(audio: AudioConfig) -> str | None:
+    """Why the configured hardware volume control cannot be used (None if it can, or if
+    there is none)."""
+    if not audio.mixer_control:
+        return None
+    from pispeaker.audio.alsa import open_mixer
+    from pispeaker.audio.ports import DeviceLostError
+
+    try:
+        open_mixer(audio.mixer_control, audio.mixer_device)
+    except DeviceLostError as error:
+        return str(error)
+    return None
+
+
+def _held(name: str, device: str, held: Holder, service: int | None) -> Result:
+    """A device another process holds: not opened (the open would wait for it)."""
+    if held.pid == service:
+        return warning(name, f"{device} is in use by the running service ({held})", STOP_SERVICE)
+    return problem(
+        name,
+        f"{device} is in use by {held}",
+        "stop that program, or let programs share the device (dsnoop/dmix, see config/alsa/)",
+    )
 
 
 def _device_failed(name: str, key: str, error: PispeakerError, service_active: bool) -> Result:

@@ -20,6 +20,7 @@ PROPERTIES = (
     "ExecMainStatus",
     "NRestarts",
     "StatusText",
+    "MainPID",
 )
 #: Exit statuses the daemon gives on purpose (sysexits.h), and what they mean.
 EXIT_MEANINGS = {
@@ -53,6 +54,12 @@ class UnitState:
     @property
     def active(self) -> bool:
         return self["ActiveState"] in ("active", "reloading")
+
+    @property
+    def main_pid(self) -> int | None:
+        """The running service's main process (None when it has none)."""
+        pid = self["MainPID"]
+        return int(pid) if pid.isdigit() and int(pid) > 0 else None
 
     @property
     def restarts(self) -> int:
