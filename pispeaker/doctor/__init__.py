@@ -6,6 +6,7 @@ check needs the service stopped, and every other check still runs. A check that 
 an earlier one (a session needs a key and a reachable endpoint) is skipped when that failed.
 """
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ async def examine(options: Options, environ: Mapping[str, str]) -> list[Result]:
         return [config_result, *unusable, *service, checks.check_state_dir(environ), mcp]
     key_result, key = checks.check_key(config.live, environ)
     active = state is not None and state.active
-    service_pid = state.main_pid if state is not None and state.active else None
+    service_pid = state.main_pid if state is not None and active else None
     return [
         config_result,
         key_result,
@@ -70,9 +71,7 @@ NEED_CONFIG = (
 
 async def _cloud(config: Config, key: ApiKey | None) -> list[Result]:
     """The endpoint, the clock (against the endpoint's) and a session."""
-    import asyncio
-
-    from pispeaker.live.genai import tls_context
+    from pispeaker.live.genai import tls_context  # the SDK: only with a configuration
 
     live = config.live
     endpoint = network.Endpoint.of(live.base_url)
