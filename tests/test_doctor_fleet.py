@@ -98,13 +98,15 @@ async def test_by_default_it_runs_as_the_service_with_its_credentials(tmp_path: 
     ]
 
 
-def host_config(tmp_path: Path, name: str, emulator: LiveEmulator, capture_device: str) -> Path:
+def host_config(
+    tmp_path: Path, name: str, emulator: LiveEmulator, capture_device: str, audio: str = ""
+) -> Path:
     path = tmp_path / f"{name}.toml"
     path.write_text(
         f'[live]\nbase_url = "{emulator.base_url}"\nca_file = "{emulator.ca_file}"\n'
         f'[audio]\ncapture_device = "{capture_device}"\ncapture_rate = {INPUT_RATE}\n'
         'capture_channels = 1\ncapture_format = "S16_LE"\nplayback_device = "usbspk"\n'
-        'playback_rate = 24000\nplayback_channels = 1\nplayback_format = "S16_LE"\n'
+        f'playback_rate = 24000\nplayback_channels = 1\nplayback_format = "S16_LE"\n{audio}'
         "[wake]\nmodels = []\n"
     )
     return path
@@ -141,6 +143,15 @@ async def test_one_table_for_the_fleet(
         "office.local": doctor.format(
             host_config(tmp_path, "office", emulator, "plughw:CARD=Gone,DEV=0")
         ),
+        "hall.local": doctor.format(  # a volume control its card lacks: a warning only
+            host_config(
+                tmp_path,
+                "hall",
+                emulator,
+                "usbmic",
+                'mixer_control = "PCM"\nmixer_device = "usbspk"\n',
+            )
+        ),
         # What systemd-run says where pispeaker is not installed.
         "attic.local": f"sh -c 'echo {MISSING} >&2; exit 1'",
     }
@@ -167,7 +178,7 @@ async def test_one_table_for_the_fleet(
     assert table[0] == "HOST           OK   CHECKS NEEDING ATTENTION"
     rows = "\n".join(table)
     assert "\nkitchen.local  yes  -\n" in rows
-    office = rows.split("office.local")[1].split("attic.local")[0]
+    office = rows.split("office.local")[1].split("hall.local")[0]
     assert office.startswith(
         "   NO   1 problem\n"
         "                 problem: microphone: audio.capture_device 'plughw:CARD=Gone,DEV=0' "
@@ -175,6 +186,13 @@ async def test_one_table_for_the_fleet(
     )
     assert "-> plug in the microphone, find its name with `pispeaker devices`" in office
     assert "problem: speaker" not in office
+    hall = rows.split("hall.local")[1].split("attic.local")[0]
+    assert hall.startswith(
+        f"     yes  1 warning\n{' ' * 17}warning: speaker: 'usbspk' opens (24000 Hz, 1 ch, "
+        "S16_LE) (--play plays a chime); but audio.mixer_control 'PCM' on audio.mixer_device "
+        "'usbspk': "
+    )
+    assert "-> set audio.mixer_control to one of those controls" in hall
     attic = rows.split("attic.local")[1]
     assert attic.startswith(f"    ?    no report: the doctor exited 1: {MISSING}\n")
     assert "-> is pispeaker installed there?" in attic
@@ -182,6 +200,7 @@ async def test_one_table_for_the_fleet(
     assert "office.local: has problems (see the table above)" in output
     assert "attic.local: pispeaker doctor gave no report (see the table above)" in output
     assert "kitchen.local: has problems" not in output
+    assert "hall.local: has problems" not in output
     assert emulator.api_key not in output
 
 
