@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_panel_checks(commands)
     _add_bench(commands)
     _add_tools(commands)
+    _add_doctor(commands)
     for command in commands.choices.values():
         command.formatter_class = _ShowDefaults
         # SUPPRESS: given only before the subcommand, the value stays (no default after it)
@@ -86,6 +87,19 @@ class _ShowDefaults(argparse.HelpFormatter):
 #: Where files a command writes go unless told otherwise: not the working directory, which
 #: may be a checkout (untracked files) or not writable.
 OUTPUT_DIR = Path(tempfile.gettempdir())
+
+
+def _add_doctor(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        help="check everything a conversation needs, in order, with the next step for each "
+        "problem; exit 1 if there is one (works while the service runs)",
+    )
+    doctor.add_argument("--json", action="store_true", help="one JSON object, for machines")
+    doctor.add_argument(
+        "--seconds", type=float, default=3.0, help="microphone audio to judge (default 3)"
+    )
+    doctor.add_argument("--play", action="store_true", help="play a chime on the speaker")
 
 
 def _add_tools(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -293,6 +307,8 @@ def _run(args: argparse.Namespace) -> int:
         return _bench(_config(args.config), args)
     if args.command == "tools":
         return _tools(_config(args.config), args)
+    if args.command == "doctor":
+        return _doctor(args)
     return _emulator(args)
 
 
@@ -433,6 +449,15 @@ def _tools(config: Config, args: argparse.Namespace) -> int:
     if args.call:
         return _wait(call_tool(config, args.call, args.args, sys.stdout))
     return _wait(list_tools(config, sys.stdout))
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from pispeaker.doctor import Options, run_doctor
+
+    if not args.verbose:  # the checks' own log lines would bury the report
+        logging.getLogger().setLevel(logging.ERROR)
+    options = Options(args.config, args.seconds, args.play, args.json)
+    return _wait(run_doctor(options, os.environ, sys.stdout))
 
 
 def _emulator(args: argparse.Namespace) -> int:

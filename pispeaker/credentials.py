@@ -30,7 +30,7 @@ PLACES = (
 )
 #: Where the installed unit (systemd/pispeaker.service) loads the credential from.
 KEY_FILE = Path("/etc/pispeaker") / CREDENTIAL_NAME
-_HOW_TO_SET = (
+HOW_TO_SET = (
     f"For the service, write only the key into {KEY_FILE} (mode 0600) and restart it "
     f"(or encrypt it: systemd-creds encrypt --name={CREDENTIAL_NAME} KEYFILE "
     f"/etc/credstore.encrypted/{CREDENTIAL_NAME}, with LoadCredentialEncrypted= in a drop-in); "
@@ -82,7 +82,7 @@ def require_api_key(live: LiveConfig, environ: Mapping[str, str]) -> ApiKey:
     key = find_api_key(live, environ)
     if key is None:
         raise CredentialError(
-            f"no Gemini API key found; looked in {', '.join(PLACES)}. {_HOW_TO_SET}"
+            f"no Gemini API key found; looked in {', '.join(PLACES)}. {HOW_TO_SET}"
         )
     return key
 

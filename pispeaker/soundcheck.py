@@ -26,6 +26,12 @@ from pispeaker.config import AudioConfig
 QUIET_PEAK_DBFS = -50.0
 #: A peak this close to full scale means the signal is clipped.
 CLIPPING_PEAK_DBFS = -0.5
+#: What to do about a microphone that is too quiet, and about one that clips.
+QUIET_NEXT_STEP = (
+    "check that it is the right device (`pispeaker devices`) and that the microphone is "
+    "unmuted with its gain up (alsamixer: F4 shows the capture controls)"
+)
+CLIPPING_NEXT_STEP = "turn the microphone gain down (alsamixer)"
 #: The level meter's range, in dBFS.
 METER_FLOOR_DBFS = -70.0
 METER_WIDTH = 40
@@ -178,12 +184,9 @@ def _mic_summary(levels: Levels, source: alsa.AlsaSource, record: Path | None) -
         f"peak {levels.peak_dbfs:.1f} dBFS; {source.overruns} overruns."
     ]
     if levels.peak_dbfs < QUIET_PEAK_DBFS:
-        lines.append(
-            "That is very quiet: is it the right device (pispeaker devices), and is the "
-            "microphone unmuted with its gain up (alsamixer)?"
-        )
+        lines.append(f"That is very quiet: {QUIET_NEXT_STEP}.")
     if levels.peak_dbfs > CLIPPING_PEAK_DBFS:
-        lines.append("The signal clips: turn the microphone gain down (alsamixer).")
+        lines.append(f"The signal clips: {CLIPPING_NEXT_STEP}.")
     if record:
         lines.append(f"Recorded to {record} (16 kHz mono, as the Live API hears it).")
     return "\n".join(lines) + "\n"

@@ -2,8 +2,8 @@
 
 The upgrade request gives a :class:`Handshake`; the first message must then be ``setup``.
 :class:`SetupGate` refuses a bad one with the real close codes, in the real order (not a
-setup, no key, wrong key, unknown model, a setting the model refuses, a refused resumption
-handle), or attaches a session and answers ``setupComplete``.
+setup, no key, wrong key, used-up quota, unknown model, a setting the model refuses, a
+refused resumption handle), or attaches a session and answers ``setupComplete``.
 
 :class:`SessionConfig` is everything the rest of the connection reads from the setup,
 including the model's :class:`~pispeaker.emulator.profiles.ModelProfile`: the gate asks the
@@ -132,12 +132,15 @@ class SetupGate:
         return setup if isinstance(setup, dict) else None
 
     def _check(self, setup: dict[str, Any]) -> wire.Close | None:
-        """The close for a wrong credential, an unknown model or a refused setting."""
+        """The close for a wrong credential, a used-up quota, an unknown model or a refused
+        setting."""
         credential = self.handshake.credential
         if not credential:
             return wire.NO_KEY
         if credential not in self.options.api_keys:
             return wire.BAD_KEY
+        if self.options.quota_exhausted:
+            return wire.QUOTA
         if model_name(setup) not in self.options.models:
             return wire.unknown_model(model_name(setup), self.handshake.api_version)
         return self._check_settings(setup)

@@ -77,6 +77,9 @@ class EmulatorOptions:
     reject_media_chunks: bool = True
     slow_pong_s: float = 30.0
     faults: tuple[ScheduledFault, ...] = ()
+    #: The key's quota is used up: every setup with a valid key is closed with 1011 and the
+    #: quota reason, as the service refuses one over the free tier's limits.
+    quota_exhausted: bool = False
     #: Connections (by number, 1-based) whose setup is read but never answered.
     unanswered_setups: frozenset[int] = frozenset()
     default_reply: Reply = field(default_factory=Reply)

@@ -82,10 +82,16 @@ def _websocket_args(live: LiveConfig) -> dict[str, Any]:
         "extensions": [uplink_deflate()],
     }
     if live.ca_file is not None:
-        context = ssl.create_default_context()
-        context.load_verify_locations(cafile=str(live.ca_file))
-        args["ssl"] = context
+        args["ssl"] = tls_context(live)
     return args
+
+
+def tls_context(live: LiveConfig) -> ssl.SSLContext:
+    """The TLS client context for ``live.base_url``: the system's CAs, plus ``live.ca_file``."""
+    context = ssl.create_default_context()
+    if live.ca_file is not None:
+        context.load_verify_locations(cafile=str(live.ca_file))
+    return context
 
 
 def uplink_deflate() -> ClientPerMessageDeflateFactory:
@@ -270,6 +276,20 @@ async def connect(
         yield Session(session)
 
 
+async def try_session(live: LiveConfig, api_key: str) -> Failure | None:
+    """Open a session of ``live.model`` at ``live.base_url`` as the speaker would (no tools,
+    nothing sent) and close it at once: None if the setup was accepted, else why not."""
+    client = make_client(live, api_key)
+    try:
+        async with connect(client, live, None, []) as session:
+            await session.close()
+    except Exception as error:  # noqa: BLE001 - classify re-raises what is not a failure
+        return classify(error)
+    finally:
+        await client.aio.aclose()
+    return None
+
+
 async def _setup_answered(
     stack: contextlib.AsyncExitStack, connecting: contextlib.AbstractAsyncContextManager[Any]
 ) -> AsyncSession:
@@ -438,6 +458,7 @@ def classify(error: BaseException, started: bool = False) -> Failure:
             Kind.FATAL,
             f"the Live API's TLS certificate is not trusted ({error.verify_message}); "
             "check live.base_url, or set live.ca_file for a private endpoint",
+            cause="tls",
         )
     if isinstance(error, TimeoutError):
         return Failure(
@@ -456,6 +477,7 @@ def _close(code: int, reason: str, started: bool) -> Failure:
             Kind.FATAL,
             f"API key rejected ({reason}); update the gemini-api-key credential and restart",
             code,
+            "key",
         )
     if code == 1007:
         return Failure(Kind.FATAL, f"the Live API rejected the request (1007: {reason})", code)
@@ -469,6 +491,7 @@ def _close(code: int, reason: str, started: bool) -> Failure:
             f"model or feature not available (1008: {reason}); check live.model (known: "
             f"{known_models()}) and live.api_version",
             code,
+            "model",
         )
     if code == 1006:  # no close frame: nobody said why
         return Failure(
@@ -478,15 +501,21 @@ def _close(code: int, reason: str, started: bool) -> Failure:
             code,
         )
     if any(word in reason.lower() for word in _QUOTA_WORDS):
-        return Failure(Kind.FATAL, f"quota exhausted ({reason}); wait or raise the quota", code)
+        return Failure(
+            Kind.FATAL, f"quota exhausted ({reason}); wait or raise the quota", code, "quota"
+        )
     return Failure(Kind.TRANSIENT, f"session closed ({code}: {reason or 'no reason'})", code)
 
 
 def _http(status: int) -> Failure:
     if status == 429:
-        return Failure(Kind.FATAL, "quota exhausted (HTTP 429); wait or raise the quota", status)
+        return Failure(
+            Kind.FATAL, "quota exhausted (HTTP 429); wait or raise the quota", status, "quota"
+        )
     if status in (401, 403):
-        return Failure(Kind.FATAL, f"API key refused (HTTP {status}); update the credential")
+        return Failure(
+            Kind.FATAL, f"API key refused (HTTP {status}); update the credential", status, "key"
+        )
     if status >= 500:
         return Failure(Kind.TRANSIENT, f"the Live API is unavailable (HTTP {status})", status)
     return Failure(

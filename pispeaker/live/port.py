@@ -29,6 +29,9 @@ class Failure:
     kind: Kind
     message: str
     code: int | None = None
+    #: What failed, for a diagnosis (``pispeaker doctor``): "key" (rejected or missing),
+    #: "model" (unknown, or a feature it lacks), "quota", "tls", or "" for anything else.
+    cause: str = ""
 
 
 @dataclass(frozen=True)
