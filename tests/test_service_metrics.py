@@ -8,26 +8,14 @@ import signal
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from pispeaker.emulator import LiveEmulator
-from tests.alsa_rig import AlsaRig
-from tests.service_rig import ServiceRig, has, service_rig, status_is
+from tests.service_rig import ServiceRig, has, status_is
+from tests.test_metrics import Samples, parse, value
 from tests.test_service import LISTENING_FOR_JARVIS, wake_then_request
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-@pytest.fixture
-async def rig(
-    tmp_path: Path, emulator: LiveEmulator, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[ServiceRig]:
-    async with service_rig(tmp_path, emulator, AlsaRig(tmp_path, monkeypatch)) as rig:
-        yield rig
+from tests.test_service import rig as rig  # a fixture: the tests take it by name
 
 
 def free_address() -> str:
@@ -45,16 +33,7 @@ async def scrape(address: str) -> Samples:
             assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
             return str(response.read().decode())
 
-    text = await asyncio.to_thread(get)
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, tuple(sorted(labels.items())))]
+    return parse(await asyncio.to_thread(get))
 
 
 def state_of(samples: Samples) -> str:
