@@ -1,5 +1,6 @@
 """Failures produced for real (emulator + SDK) are classified as the error policy needs."""
 
+import asyncio
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -122,3 +123,23 @@ def test_backoff_reset_starts_over() -> None:
     backoff.next_delay()
     backoff.reset()
     assert backoff.next_delay() == 1.0
+
+
+async def test_pings_unanswered_while_sending_name_the_ping_timeout(emulator: LiveEmulator) -> None:
+    """The service stops answering pings while the speaker streams the user's voice:
+    websockets closes the connection itself, and the SDK lets its error through as it is
+    from a send. The failure still names live.ping_timeout_s."""
+    from google.genai import types
+
+    async def run() -> None:
+        client = sdk_client(emulator, ping_interval=0.2, ping_timeout=0.2)
+        async with client.aio.live.connect(model=MODEL, config=audio_config()) as session:
+            await emulator.inject(Fault.NO_PONGS)
+            chunk = types.Blob(data=bytes(640), mime_type="audio/pcm;rate=16000")
+            while True:  # until the keepalive gives up: a send then raises
+                await session.send_realtime_input(audio=chunk)
+                await asyncio.sleep(0.02)
+
+    failure = classify(await _failure_of(run))
+    assert failure.kind is Kind.TRANSIENT
+    assert "live.ping_timeout_s" in failure.message

@@ -464,11 +464,26 @@ def classify(error: BaseException, started: bool = False) -> Failure:
         return Failure(
             Kind.TRANSIENT, "the Live API did not complete the setup within live.connect_timeout_s"
         )
+    if isinstance(error, websockets.ConnectionClosed) and (code := _unanswered_pings(error)):
+        return Failure(
+            Kind.TRANSIENT,
+            f"pings went unanswered for live.ping_timeout_s ({code}: keepalive ping "
+            "timeout): the network failed, or the service stalled",
+            code,
+        )
     if isinstance(error, websockets.ConnectionClosed | OSError):
         return Failure(Kind.TRANSIENT, f"connection failed: {error!r}")
     if isinstance(error, ValueError | TypeError):  # the SDK's answer to a malformed message
         return Failure(Kind.TRANSIENT, f"malformed message from the Live API: {error}")
     raise error
+
+
+def _unanswered_pings(error: websockets.ConnectionClosed) -> int | None:
+    """The close code, if websockets closed the connection itself because pings went
+    unanswered (the SDK lets that through as it is while pispeaker sends, instead of as an
+    APIError); else None."""
+    sent = error.sent
+    return sent.code if sent is not None and sent.reason == "keepalive ping timeout" else None
 
 
 def _close(code: int, reason: str, started: bool) -> Failure:
