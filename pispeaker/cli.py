@@ -237,7 +237,7 @@ def _add_bench(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="measure latency, CPU and memory on this machine (emulator and ALSA file PCMs)",
     )
     bench.add_argument(
-        "--short", action="store_true", help="every figure from fewer samples (about 50 s)"
+        "--short", action="store_true", help="every figure from fewer samples (about a minute)"
     )
     bench.add_argument(
         "--output",
