@@ -298,8 +298,8 @@ def _logged(job: Callable[..., None], *args: Any) -> None:
         job(*args)
     except OSError as error:
         log.warning("wake journal: cannot write: %s", error)
-    except Exception:
-        log.exception("wake journal: writing failed")
+    except Exception:  # a bug in this optional record must not stop the speaker
+        log.exception("wake journal: writing failed")  # with its traceback, for a report
 
 
 def _replace(path: Path, data: bytes) -> None:
