@@ -196,6 +196,19 @@ def test_preroll_ring_keeps_the_newest_audio_in_order() -> None:
     assert ring.take() == b""
 
 
+def test_preroll_ring_between_reads_a_stretch_of_the_stream_and_keeps_it() -> None:
+    ring = PrerollRing(seconds=0.1)  # 3200 bytes
+    chunks = [bytes([i]) * 640 for i in range(10)]
+    for chunk in chunks:
+        ring.append(chunk)
+    stream = b"".join(chunks)
+    assert ring.oldest == ring.position - len(ring)
+    assert ring.between(5000, 5500) == stream[5000:5500]
+    assert ring.between(0, 4000) == stream[ring.oldest : 4000]  # only what is kept
+    assert ring.between(6000, 9000) == stream[6000:]
+    assert len(ring) >= ring.capacity  # nothing was taken
+
+
 def test_preroll_ring_clear_forgets_everything() -> None:
     ring = PrerollRing(seconds=1.0)
     ring.append(b"\1" * 640)

@@ -104,9 +104,21 @@ class PrerollRing:
     def since(self, position: int) -> bytes:
         """The audio kept from stream byte ``position`` on (all of it if that is older);
         the ring is empty afterwards."""
-        audio = self.take()
-        skip = position - (self.position - len(audio))
-        return audio[max(0, skip) :]
+        audio = self.between(position, self.position)
+        self.clear()
+        return audio
+
+    def between(self, start: int, end: int) -> bytes:
+        """The audio kept from stream byte ``start`` to ``end``, as far as it is kept; the
+        ring keeps it."""
+        audio = b"".join(chunk for _, chunk in self._chunks)
+        oldest = self.oldest
+        return audio[max(0, start - oldest) : max(0, end - oldest)]
+
+    @property
+    def oldest(self) -> int:
+        """The stream position of the oldest byte kept."""
+        return self.position - self._size
 
     def clear(self) -> None:
         """Forget everything (e.g. on mute: nothing captured then may be used)."""

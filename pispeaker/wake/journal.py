@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pispeaker.audio.pcm import INPUT_RATE, byte_count
+from pispeaker.audio.ports import PrerollRing
 from pispeaker.states import CONVERSATION, Effect, Event, State
 from pispeaker.wake.detector import Detection
 
@@ -91,8 +92,8 @@ class WakeJournal:
         self.directory = directory
         self.max_files, self.max_bytes = max_files, max_bytes
         self._now = now
-        self._ring = bytearray(byte_count(RING_S, INPUT_RATE))
-        self._position = 0  # bytes heard, on the wake-word listener's clock
+        self._ring = PrerollRing(RING_S)  # what the wake word heard lately
+        self._offset = 0  # the wake-word listener's clock when the ring began (a reload)
         self._kept_from = 0  # the oldest position that may go in a clip (after a gap)
         self._waiting: list[_Entry] = []  # for the audio after the detection
         self._due: int | None = None  # the position the first of them needs
@@ -110,29 +111,22 @@ class WakeJournal:
         self._thresholds = wake.detector.thresholds
         # A detector may have heard a stream before (a configuration reloaded): its clock
         # goes on from there.
-        self._position = self._kept_from = byte_count(wake.detector.position_s, INPUT_RATE)
+        self._offset = self._kept_from = byte_count(wake.detector.position_s, INPUT_RATE)
         controller.router.wake_tap = self
         controller.conversation.observers.append(self.on_change)
 
     # -- audio in (on the event loop, every chunk the wake word hears) ----------------------
 
     def hear(self, chunk: bytes) -> None:
-        """Keep ``chunk`` in the ring (a copy into it; nothing else is allocated)."""
-        ring, size, count = self._ring, len(self._ring), len(chunk)
-        if count > size:  # never in practice: a chunk is at most a few hundred ms
-            self._position += count - size
-            chunk, count = chunk[-size:], size
-        at = self._position % size
-        if at + count <= size:
-            ring[at : at + count] = chunk
-        else:
-            first = size - at
-            view = memoryview(chunk)
-            ring[at:] = view[:first]
-            ring[: count - first] = view[first:]
-        self._position += count
+        """Keep ``chunk`` in the ring (by reference: nothing is copied)."""
+        self._ring.append(chunk)
         if self._due is not None and self._position >= self._due:
             self._finish_clips()
+
+    @property
+    def _position(self) -> int:
+        """Bytes heard, on the wake-word listener's clock."""
+        return self._offset + self._ring.position
 
     def gap(self) -> None:
         """The microphone was away: what came before does not join what comes next."""
@@ -213,9 +207,9 @@ class WakeJournal:
         ready = [e for e in self._waiting if everything or e.end <= self._position]
         for entry in ready:
             self._waiting.remove(entry)
-            oldest = max(self._kept_from, self._position - len(self._ring), 0)
+            oldest = max(self._kept_from, self._offset + self._ring.oldest)
             start, end = max(entry.start, oldest), min(entry.end, self._position)
-            pcm = self._copy(start, end) if end > start else b""
+            pcm = self._ring.between(start - self._offset, end - self._offset)
             # Too little audio before it (start, unmute, a gap): silence stands for it, so
             # the detection stays BEFORE_S into the clip, after test-wake's warm-up.
             lead = max(0, start - entry.start)
@@ -237,13 +231,6 @@ class WakeJournal:
                 self.max_bytes,
             )
         self._due = min((e.end for e in self._waiting), default=None)
-
-    def _copy(self, start: int, end: int) -> bytes:
-        size = len(self._ring)
-        first, last = start % size, end % size
-        if start // size == (end - 1) // size:
-            return bytes(self._ring[first : first + end - start])
-        return bytes(self._ring[first:]) + bytes(self._ring[:last])
 
     def _submit(self, job: Callable[..., None], *args: Any) -> None:
         if not self._closed:
