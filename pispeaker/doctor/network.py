@@ -11,11 +11,11 @@ import http.client
 import socket
 import ssl
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from pispeaker.doctor.results import Result, ok, problem, skipped, warning
+from pispeaker.doctor.unit import Run, ask
 
 #: A clock further than this from the server's is wrong (the Date header has 1 s steps).
 CLOCK_TOLERANCE_S = 60.0
@@ -118,19 +118,12 @@ def http_date(value: str | None) -> float | None:
 
 
 def clock_synchronized(
-    run: Callable[..., "subprocess.CompletedProcess[str]"] = subprocess.run,
+    run: Run = subprocess.run,
 ) -> bool | None:
     """Whether systemd says the clock is synchronised (``timedatectl show -p
     NTPSynchronized``); None where it cannot tell (no timedatectl, no systemd)."""
-    try:
-        done = run(
-            ["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+    done = ask(run, ["timedatectl", "show", "-p", "NTPSynchronized", "--value"], 5)
+    if done is None:
         return None
     answer = done.stdout.strip()
     if done.returncode != 0 or answer not in ("yes", "no"):

@@ -36,6 +36,17 @@ JOURNAL_SINCE = "-1h"
 Run = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
+def ask(
+    run: Run, command: list[str], timeout_s: float
+) -> "subprocess.CompletedProcess[str] | None":
+    """What a system command answered (its output as text), or None if it is missing or
+    did not answer within ``timeout_s``."""
+    try:
+        return run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
 @dataclass(frozen=True)
 class UnitState:
     """The properties of the unit ``systemctl show`` printed."""
@@ -81,17 +92,8 @@ def under_systemd() -> bool:
 
 def read_unit(run: Run = subprocess.run) -> UnitState | None:
     """The unit's state from ``systemctl show``; None if systemctl cannot answer."""
-    try:
-        done = run(
-            ["systemctl", "show", UNIT, "-p", ",".join(PROPERTIES)],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return UnitState.parse(done.stdout) if done.returncode == 0 else None
+    done = ask(run, ["systemctl", "show", UNIT, "-p", ",".join(PROPERTIES)], 10)
+    return UnitState.parse(done.stdout) if done is not None and done.returncode == 0 else None
 
 
 def judge_unit(state: UnitState) -> Result:
@@ -132,13 +134,10 @@ def read_journal_errors(run: Run = subprocess.run) -> list[str] | None:
     if the journal cannot be read (or only this user's part of it: the system's is what
     matters, and journalctl then says so on stderr)."""
     command = ["journalctl", "-u", UNIT, "-p", "err", "--since", JOURNAL_SINCE, "-o", "json"]
-    try:
-        done = run(
-            [*command, "--no-pager"], capture_output=True, text=True, timeout=20, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
+    done = ask(run, [*command, "--no-pager"], 20)
+    if done is None or done.returncode != 0:
         return None
-    if done.returncode != 0 or any(hint in done.stderr for hint in PARTIAL_JOURNAL):
+    if any(hint in done.stderr for hint in PARTIAL_JOURNAL):
         return None
     return journal_messages(done.stdout)
 
