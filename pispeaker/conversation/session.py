@@ -156,16 +156,18 @@ class LiveSession:
     def _transcript(self, speaker: str, text: str) -> None:
         """The user's transcript comes whole as their turn ends; the model's in pieces as it
         speaks, logged as one line when its turn ends (or is cut)."""
+        logged = self._conversation.policy.log_transcripts
         if speaker != "user":
-            self._reply_words.append(text)
+            if logged:
+                self._reply_words.append(text)
             return
-        if self._conversation.policy.log_transcripts:
+        if logged:
             log.info("user said: %s", text)
         self._conversation.dispatch(Event.USER_TURN_ENDED)
 
     def _log_reply(self) -> None:
         said, self._reply_words = "".join(self._reply_words).strip(), []
-        if said and self._conversation.policy.log_transcripts:
+        if said:
             log.info("model said: %s", said)
 
     def _lost(self, failure: Failure) -> None:
