@@ -8,8 +8,6 @@ rate and format, so each test PCM is used at the exact format the adapter is tol
 
 import contextlib
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pispeaker.audio.alsa import Request
+from pispeaker.audio.alsa import AlsaSink, Request
+from pispeaker.bench.rig import Speaker
 
 
 class AlsaRig:
@@ -135,41 +134,30 @@ class PacedWriter(threading.Thread):
 #: The speaker process: opens the FIFO read-write (so the open does not wait for a writer and
 #: the pipe can be shrunk to one page before data arrives: the writer then feels the pace, as
 #: on a card), then drains it at most BYTES_PER_S into OUT until killed.
-_SPEAKER = """
-import fcntl, os, sys, time
-fifo, bytes_per_s, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-fd = os.open(fifo, os.O_RDWR)
-fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)
-with open(out, "ab", buffering=0) as sink:
-    print("open", flush=True)
-    while True:
-        data = os.read(fd, max(2, bytes_per_s // 100))
-        sink.write(data)
-        time.sleep(len(data) / bytes_per_s)
-"""
-
-
-class PacedReader:
-    """Drains a FIFO like a speaker, in its own process: pyalsaaudio's drop() holds the GIL
-    while the file plugin writes what it buffered, so a reader thread would deadlock.
-    ``hang_up()`` kills it, closing the FIFO as an unplugged card vanishes."""
+class PacedReader(Speaker):
+    """Drains a FIFO like a speaker, in real time and in its own process (the bench's
+    speaker: see there why, and how ``drop`` makes a dropped stream end as on a card).
+    ``received`` is what it played; ``hang_up()`` kills it, closing the FIFO as an unplugged
+    card vanishes."""
 
     def __init__(self, fifo: Path, bytes_per_s: int) -> None:
-        self.fifo, self.bytes_per_s = fifo, bytes_per_s
-        self.out = fifo.with_name(f"{fifo.name}.{time.monotonic_ns()}.played")
-        self.process: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        """Start draining; return once the FIFO is open and shrunk (before ALSA opens it)."""
-        self.out.write_bytes(b"")
-        args = [sys.executable, "-c", _SPEAKER, str(self.fifo), str(self.bytes_per_s)]
-        self.process = subprocess.Popen([*args, str(self.out)], stdout=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None
-        assert self.process.stdout.readline() == "open\n"
+        stem = fifo.with_name(f"{fifo.name}.{time.monotonic_ns()}")
+        super().__init__(fifo, bytes_per_s, stem.with_suffix(".log"), stem.with_suffix(".played"))
 
     @property
     def received(self) -> bytes:
-        return self.out.read_bytes()
+        assert self.content is not None
+        return self.content.read_bytes()
+
+    def card_like(self, sink: AlsaSink) -> None:
+        """Discard what ``sink`` held when it drops its device, as a card does."""
+
+        def mark(point: str, detail: object) -> None:
+            if point in ("playback.dropping", "playback.regain"):
+                assert isinstance(detail, int)
+                self.drop(detail)
+
+        sink.mark = mark
 
     def wait_for(self, size: int, within_s: float = 5.0) -> bytes:
         """What was received, once it is at least ``size`` bytes (the pipe and the pacing
@@ -180,8 +168,4 @@ class PacedReader:
         return self.received
 
     def hang_up(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(5)
-            if self.process.stdout is not None:
-                self.process.stdout.close()
+        self.stop()

@@ -8,16 +8,28 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pispeaker.audio.alsa import AlsaSink, AlsaSource
 from pispeaker.audio.memory import MemorySink, MemorySource
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, byte_count, silence, tone
+from pispeaker.audio.pcm import (
+    INPUT_RATE,
+    OUTPUT_RATE,
+    byte_count,
+    scale,
+    silence,
+    to_samples,
+    tone,
+)
 from pispeaker.audio.ports import AudioSink, AudioSource, DeviceLostError, PrerollRing
 from tests.alsa_rig import AlsaRig, PacedReader, PacedWriter, request
 
 REPLY = tone(440, 1.0, OUTPUT_RATE)
 PIECE = byte_count(0.1, OUTPUT_RATE)
+#: How far the reply may be off where a new gain resumes it: the sink's idea of what the
+#: device has played against what it has (a card's is exact; the rig's pipe adds some).
+SEAM_S = 0.03
 
 
 @dataclass
@@ -40,6 +52,7 @@ def alsa_sink(rig: AlsaRig) -> SinkUnderTest:
     speaker = PacedReader(fifo, bytes_per_s=2 * OUTPUT_RATE)  # plays in real time
     speaker.start()
     sink = AlsaSink(request(rig.playback("speaker", fifo), OUTPUT_RATE))
+    speaker.card_like(sink)
 
     def played(done: Callable[[bytes], bool]) -> bytes:
         deadline = time.monotonic() + 5
@@ -133,6 +146,56 @@ async def test_flush_drops_queued_audio_at_once(under_test: SinkUnderTest) -> No
     before_marker = played[: -len(marker)]
     assert REPLY.startswith(before_marker)  # a prefix of the reply: nothing after the flush
     assert len(before_marker) < len(REPLY) // 2
+
+
+async def test_a_new_gain_takes_effect_at_once_on_what_plays(under_test: SinkUnderTest) -> None:
+    """A duck is heard at once, not once the device's buffer has played out: what plays is
+    the reply at full level up to about the moment of the change, then the rest of it at the
+    new gain, in order; the tap is told the rest again, at the gain."""
+    sink = under_test.sink
+    tapped: list[bytes] = []
+    playing = asyncio.Event()
+
+    def tap(pcm: bytes, _heard_at: float) -> None:
+        tapped.append(pcm)
+        playing.set()
+
+    sink.tap = tap
+    reply = _noise(1.0)
+    _write_pieces(sink, reply)
+    await asyncio.wait_for(playing.wait(), 5)
+    await asyncio.sleep(0.35)  # in the middle of a piece
+    sink.gain = 0.1
+    await asyncio.wait_for(sink.drain(), 5)
+    ducked = scale(reply, 0.1)
+    played = under_test.played(lambda played: played.endswith(ducked[-PIECE:]))
+    loud = _common_prefix(played, reply)
+    # Where the ducked rest begins in the reply: skipped (> 0) or repeated (< 0) bytes.
+    resumed = ducked.index(played[loud : loud + 480])
+    assert played[loud:] == ducked[resumed:]
+    assert abs(resumed - loud) <= byte_count(SEAM_S, OUTPUT_RATE)
+    # The tap: the audio the device held was told again at the gain (it replaces what was
+    # told of it), and so was everything after it.
+    loud_tapped = b"".join(pcm for pcm in tapped if pcm in reply)
+    first = next(index for index, pcm in enumerate(tapped) if pcm in ducked)
+    again = b"".join(tapped[first:])
+    told_again_from = ducked.index(again)
+    assert reply.startswith(loud_tapped)
+    assert told_again_from + len(again) == len(ducked)
+    assert told_again_from < len(loud_tapped)  # told again: it had been told loud
+
+
+def _noise(seconds: float) -> bytes:
+    """Audio no stretch of which looks like another (so where it resumes is unambiguous)."""
+    samples = np.random.default_rng(3).normal(0.0, 3000.0, round(seconds * OUTPUT_RATE))
+    return samples.astype("<i2").tobytes()
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """Bytes (whole samples) ``a`` and ``b`` begin with alike."""
+    length = min(len(a), len(b)) // 2
+    differ = np.flatnonzero(to_samples(a)[:length] != to_samples(b)[:length])
+    return 2 * int(differ[0]) if len(differ) else 2 * length
 
 
 async def test_sink_stop_is_idempotent_and_write_after_stop_fails(

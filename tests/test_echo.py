@@ -20,10 +20,12 @@ from pispeaker.audio.echo import (
     MIN_ACTIVE_S,
     WINDOW_S,
     EchoCanceller,
+    _CaptureClock,
     _EchoMeter,
+    _ReferenceTimeline,
 )
-from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, rms_dbfs, to_samples
-from pispeaker.audio.resample import resample
+from pispeaker.audio.pcm import INPUT_RATE, OUTPUT_RATE, rms_dbfs, scale, to_samples, tone
+from pispeaker.audio.resample import PcmStreamResampler, resample
 from pispeaker.errors import EchoCancellerError, PispeakerError
 from tests import speech
 
@@ -265,3 +267,18 @@ def test_the_meter_keeps_the_sums_of_its_window() -> None:
         samples = len(window) * frame
         assert meter.erle_db() == 10 * np.log10(max(mic, 1.0) / max(res, samples))
         assert meter.residual_dbfs() == 10 * np.log10(res / samples / 32768.0**2)
+
+
+def test_audio_told_again_for_a_moment_replaces_what_was_told_of_it() -> None:
+    """A duck plays what the speaker held again at a new gain: from that moment on the
+    reference is the ducked audio, not the loud one it had been told first."""
+    timeline = _ReferenceTimeline(PcmStreamResampler(OUTPUT_RATE, INPUT_RATE), lead_s=0.0)
+    clock = _CaptureClock(INPUT_RATE)
+    clock.count(2 * INPUT_RATE, 2.0)  # capture sample i was taken at i / 16000 s
+    loud = tone(300, 1.0, OUTPUT_RATE, 0.5)
+    timeline.push(loud, 0.0)
+    timeline.push(scale(loud[len(loud) // 2 :], 0.1), 0.5)
+    heard = timeline.take(0, INPUT_RATE, clock).tobytes()
+    half = len(heard) // 2
+    assert rms_dbfs(heard[: half - 200]) == pytest.approx(rms_dbfs(loud), abs=0.5)
+    assert rms_dbfs(heard[half + 200 :]) == pytest.approx(rms_dbfs(loud) - 20, abs=0.5)

@@ -27,6 +27,7 @@ class MemorySource:
         self.chunk_bytes = byte_count(chunk_ms / 1000, INPUT_RATE)
         self._audio = audio
         self._realtime = realtime
+        self._playing: tuple[bytes, float] | None = None  # the piece playing (realtime), from when
         self._lose_at = None if lose_after_s is None else byte_count(lose_after_s, INPUT_RATE)
         self._position = 0
         self._started_at: float | None = None
@@ -63,17 +64,19 @@ class MemorySink:
     """A speaker that records what it plays in ``played``.
 
     With ``realtime`` audio takes its real duration to play (so flushes cut it short, as on
-    a device); without, it plays the moment it is written.
+    a device, and a new gain applies to the rest of the piece playing, tapped again); without,
+    it plays the moment it is written.
     """
 
     def __init__(self, realtime: bool = False) -> None:
         self.tap: Callable[[bytes, float], None] | None = None
-        self.gain = 1.0
+        self._gain = 1.0
         self.played = bytearray()
         self.flushed_at: list[int] = []  # len(played) at each flush
         #: Each piece as it started to play: (moment, audio, moment it was cut short or None).
         self.heard: list[tuple[float, bytes, float | None]] = []
         self._realtime = realtime
+        self._playing: tuple[bytes, float] | None = None  # the piece playing (realtime), from when
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._player: asyncio.Task[None] | None = None
         self._written = self._done = 0  # pieces written, and played or flushed
@@ -94,16 +97,49 @@ class MemorySink:
         self._written += 1
         self._queue.put_nowait(pcm)
 
+    @property
+    def gain(self) -> float:
+        return self._gain
+
+    @gain.setter
+    def gain(self, gain: float) -> None:
+        if gain == self._gain:
+            return
+        self._gain = gain
+        if self._playing is None:
+            return
+        rest = self._cut_short(keep=True)
+        if not rest:  # it had just played out
+            self._finished(self._done + 1)
+        queued = [rest] if rest else []
+        while not self._queue.empty():
+            queued.append(self._queue.get_nowait())
+        for pcm in queued:
+            self._queue.put_nowait(pcm)
+
     def flush(self) -> None:
         while not self._queue.empty():
             self._queue.get_nowait()
         self.flushed_at.append(len(self.played))
-        if self.heard and self.heard[-1][2] is None:
-            self.heard[-1] = (*self.heard[-1][:2], time.monotonic())
-        if self._player is not None:  # cut the piece playing now short
-            self._player.cancel()
-            self._player = asyncio.create_task(self._play_forever(), name="memory-sink")
+        self._cut_short()
         self._finished(self._written)
+
+    def _cut_short(self, keep: bool = False) -> bytes:
+        """Stop the piece playing now where it is; return the rest of it, as written. With
+        ``keep`` what it played is kept in ``played`` (the rest follows at a new gain)."""
+        if self._playing is None or self._player is None:
+            return b""
+        pcm, started = self._playing
+        now = time.monotonic()
+        cut = min(len(pcm), byte_count(now - started, OUTPUT_RATE))
+        moment, heard, _ = self.heard[-1]
+        self.heard[-1] = (moment, heard, now)
+        if keep:
+            self.played.extend(heard[:cut])
+        self._playing = None
+        self._player.cancel()
+        self._player = asyncio.create_task(self._play_forever(), name="memory-sink")
+        return pcm[cut:]
 
     async def drain(self) -> None:
         """Return once every piece written before the call has played (or was flushed)."""
@@ -152,13 +188,15 @@ class MemorySink:
 
     async def _play_forever(self) -> None:
         while True:
-            pcm = await self._queue.get()
-            pcm = scale(pcm, self.gain) if self.gain != 1.0 else pcm
+            given = await self._queue.get()
+            pcm = scale(given, self.gain) if self.gain != 1.0 else given
             started = time.monotonic()
             self.heard.append((started, pcm, None))
             if self.tap:  # handed over as it starts to play, as a card's buffer starts
                 self.tap(pcm, started)
             if self._realtime:
+                self._playing = (given, started)
                 await asyncio.sleep(duration_s(pcm, OUTPUT_RATE))
+                self._playing = None
             self.played.extend(pcm)
             self._finished(self._done + 1)

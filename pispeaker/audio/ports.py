@@ -48,8 +48,9 @@ class AudioSink(Protocol):
     #: (``time.monotonic()`` seconds) its first sample is heard: the reference signal an
     #: echo canceller needs.
     tap: Callable[[bytes, float], None] | None
-    #: Linear gain on audio as it goes to the device (a ducked reply): it takes effect with
-    #: the next piece handed over, not when queued; the tap hears the audio with it applied.
+    #: Linear gain on audio as it goes to the device (a ducked reply). A new gain takes
+    #: effect at once on what plays: audio the device held is played again at it, and told
+    #: to the tap again with when it is now heard; the tap hears the audio with it applied.
     gain: float
 
     async def start(self) -> None:
@@ -139,7 +140,8 @@ class Canceller(Protocol):
 
     def reference(self, pcm: bytes, heard_at: float) -> None:
         """``pcm`` (24 kHz mono s16le) was handed to the speaker, as it was; its first
-        sample is heard at ``heard_at`` (``time.monotonic()`` seconds)."""
+        sample is heard at ``heard_at`` (``time.monotonic()`` seconds). It replaces what was
+        to be heard from ``heard_at`` on (the speaker plays it again at a new gain)."""
 
     def drop(self, at: float) -> None:
         """The speaker dropped what it held at ``at``: that audio will not be heard."""

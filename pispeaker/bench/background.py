@@ -14,7 +14,7 @@ import asyncio
 from pispeaker.audio.pcm import INPUT_RATE, SAMPLE_WIDTH, silence
 from pispeaker.bench.conversation import Running, next_state, now, running
 from pispeaker.bench.figures import Figure, figure_from
-from pispeaker.bench.rig import Microphone
+from pispeaker.bench.rig import Microphone, Speaker
 from pispeaker.bench.speech import background_talk, request_utterance, wake_phrase
 from pispeaker.config import Config
 from pispeaker.states import State
@@ -27,11 +27,11 @@ AFTER_TALK_S = 5.0
 
 
 async def measure_background(
-    config: Config, api_key: str, mic: Microphone, talk_s: float
+    config: Config, api_key: str, mic: Microphone, speaker: Speaker, talk_s: float
 ) -> list[Figure]:
     """One exchange on ``config`` (the bench's devices, and the emulator answering only
     the first turn), then ``talk_s`` of background talk; return the figures."""
-    async with running(config, api_key, mic) as run:
+    async with running(config, api_key, mic, speaker) as run:
         mic.say(wake_phrase() + silence(0.15, INPUT_RATE) + request_utterance(1.5))
         await next_state(run.controller, State.SPEAKING, "a reply to the request")
         await next_state(run.controller, State.LISTENING, "the end of the reply")

@@ -67,7 +67,7 @@ async def measure_conversations(
 ) -> list[Figure]:
     """Run ``cycles`` conversations on ``config`` (the bench's devices and emulator, which
     must be running) and return their figures."""
-    async with running(config, api_key, mic) as run:
+    async with running(config, api_key, mic, speaker) as run:
         for _ in range(cycles):
             await _cycle(run.controller, mic, run.marks)
     return _figures(
@@ -86,9 +86,12 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(config: Config, api_key: str, mic: Microphone) -> AsyncIterator[Running]:
+async def running(
+    config: Config, api_key: str, mic: Microphone, speaker: Speaker
+) -> AsyncIterator[Running]:
     """The service's controller built by app.py from ``config``, started, its wake-word
-    models settled, every mark recorded; stopped after the block."""
+    models settled, every mark recorded, ``speaker`` told of drops; stopped after the
+    block."""
     marks = Marks()
     clock = _cpu_clock(mic)
     source, sink = build_alsa_ports(config)
@@ -102,7 +105,7 @@ async def running(config: Config, api_key: str, mic: Microphone) -> AsyncIterato
     assert isinstance(controller.link, LiveLink)  # build_controller's link
     controller.link.mark = _link_marker(marks, sink)
     controller.observe(marks.history)
-    sink.mark = _sink_marker(marks)
+    sink.mark = _sink_marker(marks, speaker)
     async with started(controller):
         await asyncio.sleep(SETTLE_S)
         yield Running(controller, marks, source)
@@ -137,7 +140,7 @@ def _link_marker(marks: Marks, sink: AlsaSink) -> Callable[[str, object], None]:
     return mark
 
 
-def _sink_marker(marks: Marks) -> Callable[[str, object], None]:
+def _sink_marker(marks: Marks, speaker: Speaker) -> Callable[[str, object], None]:
     def mark(point: str, detail: object) -> None:  # called by the writer thread
         moment = now()
         if point == "playback.written":
@@ -147,6 +150,9 @@ def _sink_marker(marks: Marks) -> Callable[[str, object], None]:
             marks.dropping.append(moment)
         elif point == "playback.dropped":
             marks.dropped.append(moment)
+        if point in ("playback.dropping", "playback.regain"):
+            assert isinstance(detail, int)  # the bytes written to the device so far
+            speaker.drop(detail)
 
     return mark
 

@@ -170,7 +170,7 @@ async def measure_echo(
     """Run the scenarios (``replies`` replies each) on ``config`` (the bench's devices and the
     emulator answering with :func:`reply_audio`, which must be running)."""
     results = Results()
-    async with running(echo_config(config), api_key, mic) as run:
+    async with running(echo_config(config), api_key, mic, speaker) as run:
         rig = EchoRig(run, mic, speaker, echo)
         quiet_start = mic.offset
         for settings in _rooms():

@@ -238,19 +238,34 @@ path, bytes_per_s, log, content = sys.argv[1], int(sys.argv[2]), sys.argv[3], sy
 STARVED_S = 0.01
 fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)
+os.set_blocking(0, False)
 step = max(4, bytes_per_s // 1000 // 4 * 4)  # about 1 ms of audio per read
 sound = open(content, "wb", buffering=0) if content else None
+commands = b""
+position = discard_to = 0  # bytes read so far; what a drop discards, up to
 with open(log, "wb", buffering=0) as out:
     print("open", flush=True)
     clock = 0.0  # when the next byte plays
     while True:
         try:
-            data = os.read(fd, step)
+            commands += os.read(0, 4096)
+        except BlockingIOError:
+            pass
+        *lines, commands = commands.split(b"\\n")
+        for line in lines:  # "drop N": the card discards what it holds of the first N bytes
+            discard_to = max(discard_to, int(line.split()[1]))
+        try:
+            data = os.read(fd, min(4096, discard_to - position) if discard_to > position else step)
         except BlockingIOError:
             data = b""
         now = time.monotonic()
         if not data:
             time.sleep(0.0005)
+            continue
+        discarded = min(len(data), max(0, discard_to - position))
+        position += len(data)
+        data = data[discarded:]
+        if not data:
             continue
         if now - clock > STARVED_S:
             clock = now
@@ -267,7 +282,13 @@ class Speaker:
     """Drains a FIFO in real time like a speaker, in its own process (pyalsaaudio's drop()
     holds the GIL while the file plugin writes out what it buffered, so a thread of the
     process playing would deadlock). ``heard_between`` says how much it played when; with
-    ``content``, the bytes it drained are kept there too, for :meth:`reader`."""
+    ``content``, the bytes it drained are kept there too, for :meth:`reader`.
+
+    A card discards what it holds when the stream is dropped; ALSA's file plugin instead
+    writes it into its file. ``drop(committed)``, given how many bytes had been written to
+    the device when it was dropped (the sink's marks say), makes the speaker discard them as
+    a card would: what it had not played of those never plays.
+    """
 
     def __init__(
         self, path: Path, bytes_per_s: int, log: Path, content: Path | None = None
@@ -279,10 +300,20 @@ class Speaker:
         """Start draining; return once the FIFO is open and shrunk (before ALSA opens it)."""
         args = [sys.executable, "-c", _SPEAKER, str(self.path), str(self.bytes_per_s)]
         args += [str(self.log), str(self.content or "")]
-        self._process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        self._process = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self._process.stdout is not None
         if self._process.stdout.readline() != "open\n":
             raise BenchError("the bench speaker process did not start")
+
+    def drop(self, committed: int) -> None:
+        """The device was dropped when ``committed`` bytes had been written to it: discard
+        what of them has not played (called from the sink's writer thread)."""
+        if self._process is not None and self._process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):  # it was stopped: nothing plays
+                self._process.stdin.write(f"drop {committed}\n")
+                self._process.stdin.flush()
 
     def heard_between(self, start: float, end: float) -> float:
         """Seconds of audio it played between two moments."""
@@ -307,8 +338,10 @@ class Speaker:
         if self._process is not None:
             self._process.kill()
             self._process.wait(5)
-            if self._process.stdout is not None:
-                self._process.stdout.close()
+            for pipe in (self._process.stdin, self._process.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(BrokenPipeError):
+                        pipe.close()
 
 
 class PlayedReader:

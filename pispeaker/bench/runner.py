@@ -201,7 +201,7 @@ async def _background(config: Config, options: BenchOptions, directory: Path) ->
             update={"follow_up_s": config.conversation.follow_up_s}
         )
         settings = settings.model_copy(update={"conversation": owners})
-        return await measure_background(settings, endpoint.api_key, mic, options.talk_s)
+        return await measure_background(settings, endpoint.api_key, mic, speaker, options.talk_s)
 
 
 async def _soak(config: Config, options: BenchOptions, directory: Path) -> list[Figure]:
