@@ -94,11 +94,9 @@ def test_speech_within_a_long_noise_is_still_heard() -> None:
     events = feed(activity, loud(2.0))
     model.voiced = True
     events += feed(activity, loud(0.5))
-    assert [event for _, event in events] == [
-        Event.SOUND_ONSET,
-        Event.SOUND_GONE,
-        Event.USER_SPEECH,
-    ]
+    # the first voiced chunk is a new sound (a reply ducks again), confirmed as speech
+    assert events[2:] == [(0.02, Event.SOUND_ONSET), (0.3, Event.USER_SPEECH)]
+    assert [event for _, event in events[:2]] == [Event.SOUND_ONSET, Event.SOUND_GONE]
 
 
 def test_reset_forgets_the_sound_and_the_model_state() -> None:

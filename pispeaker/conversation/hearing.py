@@ -56,8 +56,8 @@ class VoiceActivity:
 
     Events, each once per sound: SOUND_ONSET when a chunk passes the level gate; then
     USER_SPEECH once ``confirm_s`` of it was voiced, or SOUND_GONE when it ended or lasted
-    ``give_up_s`` without (noise: speech may still be confirmed while it lasts); USER_SILENCE
-    when speech has been quiet for ``quiet_s``. Without a voice model every sound is speech
+    ``give_up_s`` without (noise: a voiced chunk while it lasts is another SOUND_ONSET, judged
+    afresh); USER_SILENCE when speech has been quiet for ``quiet_s``. Without a voice model every sound is speech
     at once, USER_SPEECH without an onset (the level gate alone, as before there was a model).
     """
 
@@ -92,6 +92,8 @@ class VoiceActivity:
         self.sound = self.sound or loud
         if not self.sound:
             return events
+        if self._noise and probability >= VOICED_P:
+            events.append(self._voice_in_noise())
         self._sound_s += seconds
         self._voiced_s += seconds if probability >= VOICED_P else 0.0
         self._quiet_s = 0.0 if loud else self._quiet_s + seconds
@@ -117,6 +119,14 @@ class VoiceActivity:
         self._sound_s = self._voiced_s = self._quiet_s = 0.0
         if self.voice is not None:
             self.voice.reset()
+
+    def _voice_in_noise(self) -> Event:
+        """A voice in a sound given up on as noise (the echo's residual, a radio): someone
+        may be talking over it, so it is a new sound, judged from here (a reply ducks
+        again at once, not only once the voice is sure)."""
+        self._noise = False
+        self._sound_s = self._voiced_s = 0.0
+        return Event.SOUND_ONSET
 
     def _judge(self) -> list[Event]:
         """Speech, noise, or the end of the sound, after a chunk of it."""
