@@ -57,8 +57,9 @@ class VoiceActivity:
     Events, each once per sound: SOUND_ONSET when a chunk passes the level gate; then
     USER_SPEECH once ``confirm_s`` of it was voiced, or SOUND_GONE when it ended or lasted
     ``give_up_s`` without (noise: a voiced chunk while it lasts is another SOUND_ONSET, judged
-    afresh); USER_SILENCE when speech has been quiet for ``quiet_s``. Without a voice model every sound is speech
-    at once, USER_SPEECH without an onset (the level gate alone, as before there was a model).
+    afresh); USER_SILENCE when speech has been quiet for ``quiet_s``. Without a voice model
+    every sound is speech at once, USER_SPEECH without an onset (the level gate alone, as
+    before there was a model).
     """
 
     def __init__(
