@@ -8,6 +8,7 @@ from pispeaker.conversation.core import Duplex
 from pispeaker.conversation.hearing import (
     CONVERGING,
     QUIET_S,
+    UNVOICED_QUIET_S,
     Ear,
     VoiceActivity,
     louder_than,
@@ -76,10 +77,24 @@ def test_speech_is_confirmed_after_enough_voiced_audio_and_ends_after_quiet() ->
     ]
 
 
-def test_a_short_sound_without_voice_is_gone_once_quiet() -> None:
+def test_a_short_sound_without_voice_is_gone_soon_after_it_ends() -> None:
+    """A click or what is left of the echo: a reply it ducked comes back at once, not after
+    the pause allowed between words."""
     activity = VoiceActivity(Scripted(voiced=False), quiet_s=0.3)
     events = feed(activity, loud(0.2) + silence(0.6, INPUT_RATE) + loud(0.1))
-    assert events == [(0.02, Event.SOUND_ONSET), (0.5, Event.SOUND_GONE), (0.82, Event.SOUND_ONSET)]
+    gone = round(0.2 + UNVOICED_QUIET_S, 3)
+    assert events == [
+        (0.02, Event.SOUND_ONSET),
+        (gone, Event.SOUND_GONE),
+        (0.82, Event.SOUND_ONSET),
+    ]
+
+
+def test_a_voiced_sound_waits_the_pause_between_words_before_it_is_gone() -> None:
+    model = Scripted(voiced=True)
+    activity = VoiceActivity(model, confirm_s=0.3, quiet_s=0.3)
+    events = feed(activity, loud(0.1) + silence(0.6, INPUT_RATE))
+    assert events == [(0.02, Event.SOUND_ONSET), (0.4, Event.SOUND_GONE)]
 
 
 def test_a_long_noise_is_given_up_on_once_and_ends_without_another_event() -> None:
@@ -115,7 +130,7 @@ def test_the_model_judges_sounds_only_each_from_its_own_start() -> None:
     feed(activity, silence(1.0, INPUT_RATE))
     assert (model.judged, model.resets) == (0, 0)  # quiet: the model is not run
     feed(activity, loud(0.1) + silence(QUIET_S, INPUT_RATE))  # a sound, over once quiet
-    judged = 5 + round(QUIET_S / CHUNK_S)  # its chunks, and the quiet ending it
+    judged = 5 + round(UNVOICED_QUIET_S / CHUNK_S)  # its chunks, and the quiet ending it
     assert (model.judged, model.resets) == (judged, 1)
     feed(activity, silence(0.2, INPUT_RATE) + loud(0.04))
     assert (model.judged, model.resets) == (judged + 2, 2)

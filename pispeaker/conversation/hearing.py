@@ -41,6 +41,10 @@ GIVE_UP_S = 1.2
 #: Seconds of quiet that end a sound or speech: longer than the pause between the words of
 #: one utterance ("no, stop"), which is then judged as one sound.
 QUIET_S = 0.4
+#: Seconds of quiet that end a sound none of which was voiced (a click, a cough, what is
+#: left of the echo at a syllable of the reply): a reply ducked by it comes back at once,
+#: not after a pause between words.
+UNVOICED_QUIET_S = 0.1
 #: Seconds the microphone may hear the speaker after audio went to it: the longest lead of
 #: the reference over its echo (the device's buffer and the room) and a reverberation tail.
 ECHO_TAIL_S = 0.6
@@ -57,7 +61,8 @@ class VoiceActivity:
     Events, each once per sound: SOUND_ONSET when a chunk passes the level gate; then
     USER_SPEECH once ``confirm_s`` of it was voiced, or SOUND_GONE when it ended or lasted
     ``give_up_s`` without (noise: a voiced chunk while it lasts is another SOUND_ONSET, judged
-    afresh); USER_SILENCE when speech has been quiet for ``quiet_s``. Without a voice model
+    afresh). A sound ends after ``quiet_s`` of quiet, or UNVOICED_QUIET_S if none of it was
+    voiced; USER_SILENCE when speech has been quiet for ``quiet_s``. Without a voice model
     every sound is speech at once, USER_SPEECH without an onset (the level gate alone, as
     before there was a model).
     """
@@ -73,6 +78,7 @@ class VoiceActivity:
         self.voice = voice
         self.threshold_dbfs = threshold_dbfs or (SOUND_DBFS if voice else SPEECH_DBFS)
         self.confirm_s, self.give_up_s, self.quiet_s = confirm_s, give_up_s, quiet_s
+        self._unvoiced_quiet_s = min(quiet_s, UNVOICED_QUIET_S)
         self.sound = False  # a sound is going on (onset told)
         self.talking = False  # it is speech (USER_SPEECH told)
         self._noise = False  # it lasted too long without voice (SOUND_GONE told)
@@ -134,7 +140,7 @@ class VoiceActivity:
         if self._voiced_s >= self.confirm_s or self.voice is None:
             self.talking = True
             return [Event.USER_SPEECH]
-        if self._quiet_s >= self.quiet_s:
+        if self._quiet_s >= (self.quiet_s if self._voiced_s else self._unvoiced_quiet_s):
             noise, self._noise = self._noise, False
             self.sound = False
             self._sound_s = self._voiced_s = self._quiet_s = 0.0
