@@ -27,6 +27,7 @@ FIGURES = {
     "conversation_cpu",
     "echo_self_interruptions",
     "echo_false_ducks",
+    "echo_false_duck_time",
     "echo_barge_in_detected",
     "echo_onset_down_ms",
     "echo_barge_in_words",

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pispeaker.bench.echo import Played
+from pispeaker.bench.echo import Played, _ducked_share
 from pispeaker.bench.rig import PlayedReader, Speaker
+from pispeaker.states import State
 
 RATE = 48_000
 READ = 48  # frames per read: 1 ms, as the speaker process reads
@@ -60,3 +61,16 @@ def test_the_reader_returns_what_was_played_since_in_whole_frames(tmp_path: Path
         log.write(struct.pack("<dI", 10.004, 10))
     assert reader.new() == [(10.004, b"\x01" * 6 + b"\x02" * 10)]
     reader.close()
+
+
+def test_the_ducked_share_counts_only_the_playing_time_within_the_span() -> None:
+    states = [
+        (0.0, State.LISTENING, 0.0),
+        (1.0, State.SPEAKING, 0.0),  # 2 s playing, of which 0.5 s ducked
+        (2.0, State.DUCKED, 0.0),
+        (2.5, State.SPEAKING, 0.0),
+        (3.0, State.LISTENING, 0.0),
+        (4.0, State.SPEAKING, 0.0),  # 1 s more within the span, 2 s after it
+    ]
+    figure = _ducked_share(states, (0.5, 5.0))
+    assert figure.value == pytest.approx(100 * 0.5 / 3.0)

@@ -162,6 +162,7 @@ class Results:
     barge_ins: list[BargeIn] = field(default_factory=list)
     coughs: list[bool] = field(default_factory=list)  # a stop followed
     quiet: tuple[int, int] = (0, 0)  # the microphone's bytes of the replies with nobody talking
+    quiet_span: tuple[float, float] = (0.0, 0.0)  # when they began and ended
 
 
 async def measure_echo(
@@ -172,12 +173,12 @@ async def measure_echo(
     results = Results()
     async with running(echo_config(config), api_key, mic, speaker) as run:
         rig = EchoRig(run, mic, speaker, echo)
-        quiet_start = mic.offset
+        quiet_start, began = mic.offset, now()
         for settings in _rooms():
             rig.install_in(settings)
             per_room = max(1, round(replies / len(ROOMS)))
             results.rooms.append(QuietRoom(settings, *await _quiet_replies(rig, per_room)))
-        results.quiet = (quiet_start, mic.offset)
+        results.quiet, results.quiet_span = (quiet_start, mic.offset), (began, now())
         rig.install_in(TALK_ROOM)
         await _settle(rig)
         for _ in range(replies):
@@ -354,6 +355,7 @@ def _figures(results: Results, mic: Microphone, speaker: Speaker, run: Running) 
     return [
         _self_interruptions(results),
         _false_ducks(results),
+        _ducked_share(run.marks.states, results.quiet_span),
         *_barge_in_figures(results.barge_ins, played, uplink, mic),
         _false_stops(results.coughs),
         *_canceller_figures(mic, played, results.quiet),
@@ -377,6 +379,25 @@ def _false_ducks(results: Results) -> Figure:
         ("echo_false_ducks", "echo: replies turned down with nobody talking, per 100 replies"),
         "DUCKED entered/replies by room (what is left of the echo passed the level gate; the "
         "reply dips 20 dB until the voice detector gives up)",
+    )
+
+
+def _ducked_share(states: list[tuple[float, State, float]], span: tuple[float, float]) -> Figure:
+    """The share of the replies' playing time with nobody talking that they spent ducked."""
+    playing = ducked = 0.0
+    for (moment, state, _), (after, _, _) in itertools.pairwise(
+        [*states, (span[1], State.IDLE, 0.0)]
+    ):
+        low, high = max(moment, span[0]), min(after, span[1])
+        if state in PLAYING and high > low:
+            playing += high - low
+            ducked += high - low if state is State.DUCKED else 0.0
+    return figure_from(
+        "echo_false_duck_time",
+        "echo: reply time turned down with nobody talking (%)",
+        "%",
+        value=100 * ducked / playing if playing else None,
+        note=f"{ducked:.1f} s ducked of {playing:.1f} s played",
     )
 
 
