@@ -143,6 +143,7 @@ class PacedReader(Speaker):
     def __init__(self, fifo: Path, bytes_per_s: int) -> None:
         stem = fifo.with_name(f"{fifo.name}.{time.monotonic_ns()}")
         super().__init__(fifo, bytes_per_s, stem.with_suffix(".log"), stem.with_suffix(".played"))
+        self.fifo = fifo
 
     @property
     def received(self) -> bytes:
